@@ -1,0 +1,2 @@
+//! qus-harness: runs qus conformance scenarios.
+#![warn(missing_docs)]

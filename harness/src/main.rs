@@ -1,0 +1,3 @@
+//! `qus-harness`.
+
+fn main() {}

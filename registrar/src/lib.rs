@@ -1,0 +1,21 @@
+//! qus-registrar: registers QEMU user-mode handlers in binfmt_misc.
+//!
+//! This crate is the domain core of qus. Everything about binfmt_misc lives
+//! here once, and the harness imports it rather than parsing the mount again:
+//!
+//! - [`targets`]: the QEMU target table as data, host families, aliases;
+//! - [`entry`]: one entry, its register line and its readback;
+//! - [`binfmt`]: the kernel interface over a mount point;
+//! - [`plan`]: options + host + current entries → actions (pure);
+//! - [`export`]: the `--systemd` and `--debian` writers;
+//! - [`elf`]: ELF header inspection and the table's matcher;
+//! - [`cli`]: the `qus-register` command line.
+#![warn(missing_docs)]
+
+pub mod binfmt;
+pub mod cli;
+pub mod elf;
+pub mod entry;
+pub mod export;
+pub mod plan;
+pub mod targets;
