@@ -237,6 +237,12 @@ pub fn register_line(target: &Target, interpreter: &str, flags: Flags) -> String
     )
 }
 
+/// The interpreter path QEMU's script uses for `target`: `<dir>/<interpreter><suffix>`
+/// (`/usr/bin/qemu-aarch64-static`). A trailing `/` on `dir` is ignored.
+pub fn interpreter_path(dir: &str, target: &Target, suffix: &str) -> String {
+    format!("{}/{}{}", dir.trim_end_matches('/'), target.interpreter, suffix)
+}
+
 impl Entry {
     /// What the kernel reports after [`register_line`] for these arguments
     /// is accepted.
