@@ -12,6 +12,7 @@
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod binfmt;
 pub mod cli;
 pub mod elf;

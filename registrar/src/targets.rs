@@ -306,7 +306,7 @@ pub const TARGETS: &[Target] = &[
         class: Class::Elf64,
         endian: Endian::Big,
         machine: 0x15,
-        aliases: &["powerpc64"],
+        aliases: &["powerpc64", "linux/ppc64"],
     },
     Target {
         name: "ppc64le",
@@ -477,6 +477,28 @@ pub fn host_family(machine: &str) -> String {
     family.to_owned()
 }
 
+/// The Docker/OCI platforms a target runs, as docker/setup-qemu-action and
+/// tonistiigi/binfmt name them in `supported`. Targets that no OCI platform
+/// names give an empty list.
+pub fn platforms(target: &Target) -> &'static [&'static str] {
+    match target.name {
+        "aarch64" => &["linux/arm64"],
+        "arm" => &["linux/arm/v7", "linux/arm/v6"],
+        "i386" => &["linux/386"],
+        "loongarch64" => &["linux/loong64"],
+        "mips" => &["linux/mips"],
+        "mips64" => &["linux/mips64"],
+        "mips64el" => &["linux/mips64le"],
+        "mipsel" => &["linux/mipsle"],
+        "ppc64" => &["linux/ppc64"],
+        "ppc64le" => &["linux/ppc64le"],
+        "riscv64" => &["linux/riscv64"],
+        "s390x" => &["linux/s390x"],
+        "x86_64" => &["linux/amd64"],
+        _ => &[],
+    }
+}
+
 /// Matches the script's `armv[4-9]*l` and `armv[4-9]*b` patterns.
 fn is_armv(cpu: &str, last: char) -> bool {
     cpu.strip_prefix("armv")
@@ -533,6 +555,17 @@ mod tests {
         }
         assert!(find("vax").is_none());
         assert!(find("").is_none());
+    }
+
+    #[test]
+    fn platforms_are_docker_names_and_aliases() {
+        for t in TARGETS {
+            for p in platforms(t) {
+                assert!(p.starts_with("linux/"), "{p}");
+                assert_eq!(find(p).map(|f| f.name), Some(t.name), "{p} resolves back");
+            }
+        }
+        assert_eq!(platforms(find("arm64").unwrap()), ["linux/arm64"]);
     }
 
     #[test]
