@@ -12,11 +12,11 @@ use std::os::unix::fs::PermissionsExt as _;
 
 use crate::binfmt::{Binfmt, BinfmtError, BinfmtErrorKind, HostFacts, MountState};
 use crate::cli::{Cli, exit};
+use crate::elf;
 use crate::entry::{self, Entry, Flags};
 use crate::export::{self, ExportOptions, Format};
 use crate::plan::{self, Action, InterpreterFacts, Plan, Request, SkipReason};
 use crate::targets::{self, Target};
-use crate::elf;
 
 /// A command line that is well formed but names something unknown.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,10 @@ enum Mode {
     Register(Option<Vec<&'static Target>>),
 }
 
-fn resolve_list(option: &'static str, names: &[String]) -> Result<Vec<&'static Target>, UsageError> {
+fn resolve_list(
+    option: &'static str,
+    names: &[String],
+) -> Result<Vec<&'static Target>, UsageError> {
     let mut list = Vec::new();
     for name in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
         let target = targets::find(name).ok_or_else(|| UsageError {
@@ -62,7 +65,11 @@ fn resolve_list(option: &'static str, names: &[String]) -> Result<Vec<&'static T
             value: name.to_owned(),
             reason: format!(
                 "unknown target; known targets: {}",
-                targets::TARGETS.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+                targets::TARGETS
+                    .iter()
+                    .map(|t| t.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         })?;
         if !list.contains(&target) {
@@ -91,7 +98,10 @@ fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
         } else {
             Some(resolve_list("--systemd", std::slice::from_ref(cpu))?)
         };
-        return Ok(Mode::Export(Format::Systemd, list.or(explicit).unwrap_or_default()));
+        return Ok(Mode::Export(
+            Format::Systemd,
+            list.or(explicit).unwrap_or_default(),
+        ));
     }
     if cli.debian {
         return Ok(Mode::Export(Format::Debian, explicit.unwrap_or_default()));
@@ -163,7 +173,11 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
 
 /// Makes sure binfmt_misc is mounted (unless only looking) and lists it.
 /// `None` after an error was printed.
-fn open_registry(binfmt: &Binfmt, dry_run: bool, err: &mut dyn Write) -> io::Result<Option<Vec<Entry>>> {
+fn open_registry(
+    binfmt: &Binfmt,
+    dry_run: bool,
+    err: &mut dyn Write,
+) -> io::Result<Option<Vec<Entry>>> {
     match binfmt.state() {
         MountState::Missing => {
             writeln!(
@@ -228,7 +242,13 @@ fn interpreter_facts(path: &str) -> InterpreterFacts {
 }
 
 /// Prints the plan, then applies it unless it is refused or a dry run.
-fn finish(binfmt: &Binfmt, plan: &Plan, dry_run: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+fn finish(
+    binfmt: &Binfmt,
+    plan: &Plan,
+    dry_run: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
     if dry_run {
         print_plan(plan, out)?;
     }
@@ -261,7 +281,11 @@ fn print_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
         match action {
             Action::Remove { name, .. } => writeln!(out, "remove      {name}")?,
             Action::Register { line, replaces, .. } => {
-                let verb = if *replaces { "replace   " } else { "register  " };
+                let verb = if *replaces {
+                    "replace   "
+                } else {
+                    "register  "
+                };
                 writeln!(out, "{verb}  {line}")?;
             }
             Action::Skip { target, reason } => {
@@ -314,7 +338,11 @@ fn apply(binfmt: &Binfmt, plan: &Plan, out: &mut Vec<u8>, err: &mut Vec<u8>) -> 
                 Ok(true) => {
                     done.push(Done::Registered(expected.name.clone()));
                     registered += 1;
-                    let verb = if *replaces { "replaced  " } else { "registered" };
+                    let verb = if *replaces {
+                        "replaced  "
+                    } else {
+                        "registered"
+                    };
                     writeln!(
                         out,
                         "{verb}  {}  {}  flags: {}",
@@ -345,7 +373,10 @@ fn apply(binfmt: &Binfmt, plan: &Plan, out: &mut Vec<u8>, err: &mut Vec<u8>) -> 
             return Ok(exit::FAILED);
         }
     }
-    writeln!(out, "{registered} registered, {unchanged} unchanged, {removed} removed")?;
+    writeln!(
+        out,
+        "{registered} registered, {unchanged} unchanged, {removed} removed"
+    )?;
     Ok(exit::OK)
 }
 
@@ -364,7 +395,11 @@ fn register_checked(binfmt: &Binfmt, line: &str, expected: &Entry) -> Result<boo
         Some(now) => Err(BinfmtError {
             operation: format!(
                 "verify `{name}` ({}) in",
-                now.diff(expected).iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+                now.diff(expected)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
             path,
             kind: BinfmtErrorKind::Other,
@@ -397,9 +432,15 @@ fn rollback(binfmt: &Binfmt, done: Vec<Done>, err: &mut Vec<u8>) -> io::Result<(
         }
     }
     if clean {
-        writeln!(err, "rolled back: the registry is as it was before this run")?;
+        writeln!(
+            err,
+            "rolled back: the registry is as it was before this run"
+        )?;
     } else {
-        writeln!(err, "error: rollback incomplete: check `qus-register --status`")?;
+        writeln!(
+            err,
+            "error: rollback incomplete: check `qus-register --status`"
+        )?;
     }
     Ok(())
 }
@@ -416,7 +457,10 @@ fn export_files(
     // are named (a named one is written as asked: exporting never changes
     // this host).
     let req = request(cli, (!list.is_empty()).then_some(list));
-    let chosen: Vec<&Target> = plan::selected_targets(&req, host).into_iter().map(|(t, _)| t).collect();
+    let chosen: Vec<&Target> = plan::selected_targets(&req, host)
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
     let dir = cli.exportdir.clone().unwrap_or_else(|| match format {
         Format::Systemd => "/etc/binfmt.d".into(),
         Format::Debian => "/usr/share/binfmts".into(),
@@ -430,7 +474,11 @@ fn export_files(
     };
     if cli.dry_run {
         for t in &chosen {
-            writeln!(out, "would write {}", dir.join(format.file_name(t)).display())?;
+            writeln!(
+                out,
+                "would write {}",
+                dir.join(format.file_name(t)).display()
+            )?;
         }
         return Ok(exit::OK);
     }
@@ -509,7 +557,13 @@ pub fn build_status(root: &str, state: MountState, host: &HostFacts, all: Vec<En
     }
 }
 
-fn status(binfmt: &Binfmt, host: &HostFacts, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+fn status(
+    binfmt: &Binfmt,
+    host: &HostFacts,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
     let state = binfmt.state();
     let all = if state == MountState::Mounted {
         match binfmt.list() {
@@ -538,15 +592,34 @@ fn status(binfmt: &Binfmt, host: &HostFacts, json: bool, out: &mut dyn Write, er
         MountState::Mounted => "mounted",
     };
     writeln!(out, "binfmt_misc: {} ({state_text})", doc.mount.path)?;
-    writeln!(out, "{:<20} {:<9} {:<6} INTERPRETER", "ENTRY", "STATE", "FLAGS")?;
+    writeln!(
+        out,
+        "{:<20} {:<9} {:<6} INTERPRETER",
+        "ENTRY", "STATE", "FLAGS"
+    )?;
     for e in &doc.entries {
         let st = if e.enabled { "enabled" } else { "disabled" };
-        writeln!(out, "{:<20} {:<9} {:<6} {}", e.name, st, e.flags.to_string(), e.interpreter)?;
+        writeln!(
+            out,
+            "{:<20} {:<9} {:<6} {}",
+            e.name,
+            st,
+            e.flags.to_string(),
+            e.interpreter
+        )?;
     }
-    let others: Vec<&String> = doc.emulators.iter().filter(|n| !entry::is_owned_name(n)).collect();
+    let others: Vec<&String> = doc
+        .emulators
+        .iter()
+        .filter(|n| !entry::is_owned_name(n))
+        .collect();
     if !others.is_empty() {
         let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-        writeln!(out, "other entries (not ours, never touched): {}", names.join(", "))?;
+        writeln!(
+            out,
+            "other entries (not ours, never touched): {}",
+            names.join(", ")
+        )?;
     }
     writeln!(out, "supported: {}", doc.supported.join(", "))?;
     Ok(exit::OK)

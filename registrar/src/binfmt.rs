@@ -173,8 +173,8 @@ impl Binfmt {
 
     /// Names of every entry (control files excluded), sorted.
     pub fn names(&self) -> Result<Vec<String>, BinfmtError> {
-        let dir = fs::read_dir(&self.root)
-            .map_err(|e| BinfmtError::io("list", &self.root, e, false))?;
+        let dir =
+            fs::read_dir(&self.root).map_err(|e| BinfmtError::io("list", &self.root, e, false))?;
         let mut names = Vec::new();
         for item in dir {
             let item = item.map_err(|e| BinfmtError::io("list", &self.root, e, false))?;
@@ -204,9 +204,9 @@ impl Binfmt {
         let path = self.entry_path(name, "read")?;
         let mut text = String::new();
         match fs::File::open(&path).and_then(|mut f| f.read_to_string(&mut text)) {
-            Ok(_) => Entry::parse(name, &text).map(Some).map_err(|e| {
-                BinfmtError::new("parse", &path, BinfmtErrorKind::Unparsable(e))
-            }),
+            Ok(_) => Entry::parse(name, &text)
+                .map(Some)
+                .map_err(|e| BinfmtError::new("parse", &path, BinfmtErrorKind::Unparsable(e))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(BinfmtError::io("read", &path, e, false)),
         }
@@ -223,7 +223,11 @@ impl Binfmt {
             .and_then(|mut f| f.write(line.as_bytes()));
         match written {
             Ok(n) if n == line.len() => Ok(()),
-            Ok(_) => Err(BinfmtError::new(operation, &path, BinfmtErrorKind::Rejected)),
+            Ok(_) => Err(BinfmtError::new(
+                operation,
+                &path,
+                BinfmtErrorKind::Rejected,
+            )),
             Err(e) => Err(BinfmtError::io(operation, &path, e, true)),
         }
     }
@@ -262,9 +266,100 @@ impl Binfmt {
             || name.contains('/')
             || CONTROL_FILES.contains(&name)
         {
-            return Err(BinfmtError::new(operation, &path, BinfmtErrorKind::Forbidden));
+            return Err(BinfmtError::new(
+                operation,
+                &path,
+                BinfmtErrorKind::Forbidden,
+            ));
         }
         Ok(path)
+    }
+}
+
+/// Every entry of a mount at one moment, to put the registry back later.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// The mount's state when taken.
+    pub state: MountState,
+    /// Every entry (any owner), sorted by name.
+    pub entries: Vec<Entry>,
+}
+
+/// What [`Binfmt::restore`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreReport {
+    /// Entries removed: absent from the snapshot, or different from it.
+    pub removed: Vec<String>,
+    /// Entries registered again from the snapshot.
+    pub restored: Vec<String>,
+}
+
+impl RestoreReport {
+    /// Whether the registry had changed since the snapshot.
+    pub fn changed(&self) -> bool {
+        !self.removed.is_empty() || !self.restored.is_empty()
+    }
+}
+
+impl Binfmt {
+    /// Records every entry. An unmounted or missing mount gives an empty
+    /// snapshot with that state.
+    pub fn snapshot(&self) -> Result<Snapshot, BinfmtError> {
+        let state = self.state();
+        let entries = if state == MountState::Mounted {
+            self.list()?
+        } else {
+            Vec::new()
+        };
+        Ok(Snapshot { state, entries })
+    }
+
+    /// Puts the registry back as `snapshot` found it: every entry that is new
+    /// or different is removed (whoever owns it), then every entry of the
+    /// snapshot that is missing is registered again, with its enabled state.
+    /// All steps are attempted; the first error is returned after the rest.
+    pub fn restore(&self, snapshot: &Snapshot) -> Result<RestoreReport, BinfmtError> {
+        let mut report = RestoreReport::default();
+        if self.state() != MountState::Mounted {
+            return if snapshot.entries.is_empty() {
+                Ok(report)
+            } else {
+                Err(BinfmtError::new(
+                    "restore entries into",
+                    &self.root,
+                    BinfmtErrorKind::NotFound,
+                ))
+            };
+        }
+        let mut first_error = None;
+        let mut keep = |r: Result<(), BinfmtError>| {
+            if let Err(e) = r {
+                first_error.get_or_insert(e);
+            }
+        };
+        for now in self.list()? {
+            let before = snapshot.entries.iter().find(|e| e.name == now.name);
+            if before != Some(&now) {
+                match self.remove(&now.name) {
+                    Err(e) if e.kind == BinfmtErrorKind::NotFound => {}
+                    r => keep(r),
+                }
+                report.removed.push(now.name);
+            }
+        }
+        for before in &snapshot.entries {
+            if self.read(&before.name)?.is_none() {
+                keep(self.register(&before.name, &before.to_register_line()));
+                if !before.enabled {
+                    keep(self.set_enabled(&before.name, false));
+                }
+                report.restored.push(before.name.clone());
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 }
 
@@ -350,7 +445,10 @@ mod tests {
     #[test]
     fn state_tells_missing_unmounted_and_mounted() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Binfmt::new(dir.path().join("nope")).state(), MountState::Missing);
+        assert_eq!(
+            Binfmt::new(dir.path().join("nope")).state(),
+            MountState::Missing
+        );
         assert_eq!(Binfmt::new(dir.path()).state(), MountState::NotMounted);
         let (_d, b) = fake_mount();
         assert_eq!(b.state(), MountState::Mounted);
@@ -385,7 +483,10 @@ mod tests {
     fn register_writes_the_record_in_one_piece() {
         let (d, b) = fake_mount();
         b.register("qemu-x", ":qemu-x:M::ab:ff:/x:F").unwrap();
-        assert_eq!(fs::read_to_string(d.path().join("register")).unwrap(), ":qemu-x:M::ab:ff:/x:F");
+        assert_eq!(
+            fs::read_to_string(d.path().join("register")).unwrap(),
+            ":qemu-x:M::ab:ff:/x:F"
+        );
     }
 
     #[test]
@@ -395,36 +496,73 @@ mod tests {
         // A real entry file takes the write whole; a plain file keeps the
         // old tail, so look at what was written at the start.
         let written = fs::read_to_string(d.path().join("qemu-aarch64")).unwrap();
-        assert!(written.starts_with("-1") && !written.starts_with("-1-"), "{written}");
+        assert!(
+            written.starts_with("-1") && !written.starts_with("-1-"),
+            "{written}"
+        );
         for name in ["status", "register", "", "..", "a/b"] {
             let err = b.remove(name).unwrap_err();
             assert_eq!(err.kind, BinfmtErrorKind::Forbidden, "{name}");
         }
-        assert_eq!(fs::read_to_string(d.path().join("status")).unwrap(), "enabled\n");
+        assert_eq!(
+            fs::read_to_string(d.path().join("status")).unwrap(),
+            "enabled\n"
+        );
     }
 
     #[test]
     fn removing_an_absent_entry_is_not_found() {
         let (_d, b) = fake_mount();
-        assert_eq!(b.remove("qemu-s390x").unwrap_err().kind, BinfmtErrorKind::NotFound);
+        assert_eq!(
+            b.remove("qemu-s390x").unwrap_err().kind,
+            BinfmtErrorKind::NotFound
+        );
     }
 
     #[test]
     fn errno_maps_to_causes_with_hints() {
         let p = Path::new("/x");
         for (errno, registering, kind, hint) in [
-            (libc::EEXIST, true, BinfmtErrorKind::AlreadyRegistered, "already registered"),
+            (
+                libc::EEXIST,
+                true,
+                BinfmtErrorKind::AlreadyRegistered,
+                "already registered",
+            ),
             (libc::EINVAL, true, BinfmtErrorKind::Rejected, "Linux 4.8"),
-            (libc::ENOENT, true, BinfmtErrorKind::InterpreterMissing, "interpreter does not exist"),
-            (libc::ENOENT, false, BinfmtErrorKind::NotFound, "no such entry"),
-            (libc::EACCES, true, BinfmtErrorKind::PermissionDenied, "--privileged"),
+            (
+                libc::ENOENT,
+                true,
+                BinfmtErrorKind::InterpreterMissing,
+                "interpreter does not exist",
+            ),
+            (
+                libc::ENOENT,
+                false,
+                BinfmtErrorKind::NotFound,
+                "no such entry",
+            ),
+            (
+                libc::EACCES,
+                true,
+                BinfmtErrorKind::PermissionDenied,
+                "--privileged",
+            ),
             (libc::EPERM, true, BinfmtErrorKind::PermissionDenied, "root"),
             (libc::EROFS, true, BinfmtErrorKind::ReadOnly, "read-only"),
         ] {
-            let e = BinfmtError::io("register `qemu-x` via", p, io::Error::from_raw_os_error(errno), registering);
+            let e = BinfmtError::io(
+                "register `qemu-x` via",
+                p,
+                io::Error::from_raw_os_error(errno),
+                registering,
+            );
             assert_eq!(e.kind, kind);
             let text = e.to_string();
-            assert!(text.starts_with("failed to register `qemu-x` via `/x`: "), "{text}");
+            assert!(
+                text.starts_with("failed to register `qemu-x` via `/x`: "),
+                "{text}"
+            );
             assert!(text.contains(hint), "{text}");
         }
     }
@@ -450,6 +588,9 @@ mod tests {
     #[test]
     fn host_arch_overrides_uname() {
         assert_eq!(HostFacts::read(Some("aarch64")).machine, "aarch64");
-        assert_eq!(HostFacts::read(Some("")).machine, HostFacts::read(None).machine);
+        assert_eq!(
+            HostFacts::read(Some("")).machine,
+            HostFacts::read(None).machine
+        );
     }
 }

@@ -74,11 +74,23 @@ pub struct Cli {
     pub reset: bool,
 
     /// Directory holding the QEMU interpreters.
-    #[arg(short = 'Q', long, value_name = "PATH", env = "QEMU_BIN_DIR", default_value = "/usr/bin")]
+    #[arg(
+        short = 'Q',
+        long,
+        value_name = "PATH",
+        env = "QEMU_BIN_DIR",
+        default_value = "/usr/bin"
+    )]
     pub qemu_path: String,
 
     /// Suffix of the interpreter file names (`qemu-aarch64-static`).
-    #[arg(short = 'F', long, value_name = "SUFFIX", default_value = "-static", allow_hyphen_values = true)]
+    #[arg(
+        short = 'F',
+        long,
+        value_name = "SUFFIX",
+        default_value = "-static",
+        allow_hyphen_values = true
+    )]
     pub qemu_suffix: String,
 
     /// Register with `F`: the kernel opens the interpreter now, so
@@ -92,7 +104,12 @@ pub struct Cli {
     pub credential: YesNo,
 
     /// Register with `P`: pass the original argv[0] to the program.
-    #[arg(short = 'g', long = "preserve-argv0", value_name = "yes|no", default_value = "no")]
+    #[arg(
+        short = 'g',
+        long = "preserve-argv0",
+        value_name = "yes|no",
+        default_value = "no"
+    )]
     pub preserve_argv0: YesNo,
 
     /// Also register the other members of the host's family (arm on an
@@ -177,7 +194,15 @@ mod tests {
         assert!(c.reset);
         assert_eq!(c.persistent, YesNo::Yes);
         assert_eq!(c.qemu_suffix, "-static");
-        let c = parse(&["--reset", "--persistent=yes", "--credential", "yes", "-g", "yes"]).unwrap();
+        let c = parse(&[
+            "--reset",
+            "--persistent=yes",
+            "--credential",
+            "yes",
+            "-g",
+            "yes",
+        ])
+        .unwrap();
         assert!(c.credential.is_yes() && c.preserve_argv0.is_yes());
         let c = parse(&["-Q", "/opt/qemu", "-F", "", "-s", "ALL", "-e", "/tmp/x"]).unwrap();
         assert_eq!(c.qemu_path, "/opt/qemu");
@@ -187,7 +212,10 @@ mod tests {
 
     #[test]
     fn suffix_may_start_with_a_hyphen() {
-        assert_eq!(parse(&["--qemu-suffix", "-static"]).unwrap().qemu_suffix, "-static");
+        assert_eq!(
+            parse(&["--qemu-suffix", "-static"]).unwrap().qemu_suffix,
+            "-static"
+        );
     }
 
     #[test]
@@ -210,6 +238,9 @@ mod tests {
             assert_eq!(e.exit_code(), i32::from(exit::USAGE), "{args:?}");
         }
         let text = parse(&["-p", "maybe"]).unwrap_err().to_string();
-        assert!(text.contains("maybe") && text.contains("--persistent"), "{text}");
+        assert!(
+            text.contains("maybe") && text.contains("--persistent"),
+            "{text}"
+        );
     }
 }

@@ -153,11 +153,7 @@ pub struct FieldDiff {
 
 impl fmt::Display for FieldDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: `{}` -> `{}`",
-            self.field, self.current, self.wanted
-        )
+        write!(f, "{}: `{}` -> `{}`", self.field, self.current, self.wanted)
     }
 }
 
@@ -187,8 +183,9 @@ pub enum ParseEntryError {
 }
 
 /// Decodes a binfmt_misc magic or mask string: `\xHH` escapes become the
-/// byte, `\\` a backslash, every other byte stands for itself (as
-/// `string_unescape_inplace(…, UNESCAPE_HEX)` in the kernel).
+/// byte and every other byte stands for itself, as
+/// `string_unescape_inplace(…, UNESCAPE_HEX)` does in the kernel (which
+/// leaves `\\` as two bytes).
 pub fn unescape(s: &str) -> Result<Vec<u8>, ParseEntryError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -197,14 +194,13 @@ pub fn unescape(s: &str) -> Result<Vec<u8>, ParseEntryError> {
         if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'x') {
             let hex = bytes
                 .get(i + 2..i + 4)
+                // `from_str_radix` would take a leading `+`; the kernel does not.
+                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                 .and_then(|h| std::str::from_utf8(h).ok())
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or(ParseEntryError::BadEscape(i))?;
             out.push(hex);
             i += 4;
-        } else if bytes[i] == b'\\' && bytes.get(i + 1) == Some(&b'\\') {
-            out.push(b'\\');
-            i += 2;
         } else {
             out.push(bytes[i]);
             i += 1;
@@ -240,7 +236,12 @@ pub fn register_line(target: &Target, interpreter: &str, flags: Flags) -> String
 /// The interpreter path QEMU's script uses for `target`: `<dir>/<interpreter><suffix>`
 /// (`/usr/bin/qemu-aarch64-static`). A trailing `/` on `dir` is ignored.
 pub fn interpreter_path(dir: &str, target: &Target, suffix: &str) -> String {
-    format!("{}/{}{}", dir.trim_end_matches('/'), target.interpreter, suffix)
+    format!(
+        "{}/{}{}",
+        dir.trim_end_matches('/'),
+        target.interpreter,
+        suffix
+    )
 }
 
 impl Entry {
@@ -369,7 +370,9 @@ impl Entry {
                 hex(magic),
                 mask.as_deref().map(hex).unwrap_or_default(),
             ),
-            Matcher::Extension { extension } => (String::new(), format!(".{extension}"), String::new()),
+            Matcher::Extension { extension } => {
+                (String::new(), format!(".{extension}"), String::new())
+            }
         };
         let (co, cm, ck) = parts(&self.matcher);
         let (wo, wm, wk) = parts(&wanted.matcher);
@@ -406,7 +409,7 @@ fn from_hex(field: &'static str, v: &str) -> Result<Vec<u8>, ParseEntryError> {
         field,
         value: v.to_owned(),
     };
-    if v.len() % 2 != 0 {
+    if v.len() % 2 != 0 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     (0..v.len())
@@ -432,4 +435,33 @@ fn ser_opt_hex<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S:
 
 fn ser_flags<S: serde::Serializer>(flags: &Flags, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&flags.readback_letters())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_follows_the_kernel_not_rust() {
+        // The kernel unescapes only `\xHH`: a double backslash stays two bytes.
+        assert_eq!(unescape(r"a\\b").unwrap(), br"a\\b");
+        assert_eq!(unescape(r"\x7fELF").unwrap(), b"\x7fELF");
+        assert_eq!(unescape(r"\x+f"), Err(ParseEntryError::BadEscape(0)));
+        assert_eq!(unescape(r"ab\x4"), Err(ParseEntryError::BadEscape(2)));
+    }
+
+    #[test]
+    fn readback_hex_rejects_signs() {
+        let err = Entry::parse(
+            "qemu-x",
+            "enabled\ninterpreter /x\nflags: \noffset 0\nmagic +f\n",
+        );
+        assert_eq!(
+            err,
+            Err(ParseEntryError::Invalid {
+                field: "magic",
+                value: "+f".into()
+            })
+        );
+    }
 }

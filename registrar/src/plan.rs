@@ -245,9 +245,7 @@ pub fn selected_targets(request: &Request, host: &HostFacts) -> Vec<(&'static Ta
         Some(list) => list.iter().map(|t| (*t, true)).collect(),
         None => targets::TARGETS
             .iter()
-            .filter(|t| {
-                t.family != family || (request.ignore_family && Some(t.name) != native)
-            })
+            .filter(|t| t.family != family || (request.ignore_family && Some(t.name) != native))
             .map(|t| (t, false))
             .collect(),
     }
@@ -399,9 +397,9 @@ fn check_interpreter(path: &str, facts: InterpreterFacts) -> Option<Refusal> {
     match facts {
         InterpreterFacts::Missing => Some(Refusal::InterpreterMissing { path }),
         InterpreterFacts::NotExecutable => Some(Refusal::InterpreterNotExecutable { path }),
-        InterpreterFacts::Elf { interp: Some(loader) } => {
-            Some(Refusal::InterpreterDynamic { path, loader })
-        }
+        InterpreterFacts::Elf {
+            interp: Some(loader),
+        } => Some(Refusal::InterpreterDynamic { path, loader }),
         InterpreterFacts::Elf { interp: None } => None,
         InterpreterFacts::Unreadable(detail) => {
             Some(Refusal::InterpreterUnreadable { path, detail })
@@ -451,7 +449,11 @@ mod tests {
 
     fn aarch64_entry(flags: &str) -> Entry {
         let t = targets::find("aarch64").unwrap();
-        Entry::expected(t, "/usr/bin/qemu-aarch64-static", Flags::parse(flags).unwrap())
+        Entry::expected(
+            t,
+            "/usr/bin/qemu-aarch64-static",
+            Flags::parse(flags).unwrap(),
+        )
     }
 
     #[test]
@@ -477,8 +479,14 @@ mod tests {
         let mut r = request(false);
         r.ignore_family = true;
         let reg = registered(&plan(&r, &h, &[], &static_elf));
-        assert!(reg.contains(&"arm"), "ignore-family registers arm on aarch64");
-        assert!(!reg.contains(&"aarch64"), "the host's own architecture is never registered");
+        assert!(
+            reg.contains(&"arm"),
+            "ignore-family registers arm on aarch64"
+        );
+        assert!(
+            !reg.contains(&"aarch64"),
+            "the host's own architecture is never registered"
+        );
     }
 
     #[test]
@@ -519,20 +527,34 @@ mod tests {
         r.replace = true;
         let replaced = plan(&r, &host("x86_64"), &[aarch64_entry("")], &static_elf);
         assert!(replaced.is_applicable());
-        assert!(matches!(&replaced.actions[0], Action::Remove { name, .. } if name == "qemu-aarch64"));
-        assert!(matches!(&replaced.actions[1], Action::Register { replaces: true, .. }));
+        assert!(
+            matches!(&replaced.actions[0], Action::Remove { name, .. } if name == "qemu-aarch64")
+        );
+        assert!(matches!(
+            &replaced.actions[1],
+            Action::Register { replaces: true, .. }
+        ));
     }
 
     #[test]
     fn reset_removes_every_qemu_entry_and_nothing_else() {
-        let foreign = Entry::parse("python3.11", "enabled\ninterpreter /usr/bin/python3.11\nflags: \noffset 0\nmagic 6f0d0d0a\n").unwrap();
+        let foreign = Entry::parse(
+            "python3.11",
+            "enabled\ninterpreter /usr/bin/python3.11\nflags: \noffset 0\nmagic 6f0d0d0a\n",
+        )
+        .unwrap();
         let stray = Entry {
             name: "qemu-vax".into(),
             ..aarch64_entry("")
         };
         let mut r = request(false);
         r.reset = true;
-        let p = plan(&r, &host("x86_64"), &[foreign, aarch64_entry(""), stray], &static_elf);
+        let p = plan(
+            &r,
+            &host("x86_64"),
+            &[foreign, aarch64_entry(""), stray],
+            &static_elf,
+        );
         let removed: Vec<_> = p
             .actions
             .iter()
@@ -573,7 +595,10 @@ mod tests {
         h.kernel_release = "4.4.0".into();
         h.kernel = Some((4, 4));
         let p = plan(&request(true), &h, &[], &static_elf);
-        assert!(p.refusals().any(|(t, r)| t == "*" && matches!(r, Refusal::KernelTooOld { .. })));
+        assert!(
+            p.refusals()
+                .any(|(t, r)| t == "*" && matches!(r, Refusal::KernelTooOld { .. }))
+        );
         assert!(plan(&request(false), &h, &[], &static_elf).is_applicable());
     }
 
@@ -585,7 +610,10 @@ mod tests {
         let text = p.refusals().next().unwrap().1.to_string();
         assert!(text.contains("host's own family"), "{text}");
         r.force = true;
-        assert_eq!(registered(&plan(&r, &host("x86_64"), &[], &static_elf)), ["i386"]);
+        assert_eq!(
+            registered(&plan(&r, &host("x86_64"), &[], &static_elf)),
+            ["i386"]
+        );
     }
 
     #[test]
@@ -593,7 +621,10 @@ mod tests {
         let mut h = host("x86_64");
         h.initial_user_namespace = false;
         let p = plan(&request(false), &h, &[], &static_elf);
-        assert!(p.refusals().any(|(_, r)| *r == Refusal::PrivateUserNamespace));
+        assert!(
+            p.refusals()
+                .any(|(_, r)| *r == Refusal::PrivateUserNamespace)
+        );
         let mut r = request(false);
         r.force = true;
         assert!(plan(&r, &h, &[], &static_elf).is_applicable());
@@ -602,12 +633,26 @@ mod tests {
 
     #[test]
     fn uninstall_touches_only_named_qemu_entries() {
-        let foreign = Entry::parse("jar", "enabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n").unwrap();
-        let arm = Entry { name: "qemu-arm".into(), ..aarch64_entry("") };
+        let foreign = Entry::parse(
+            "jar",
+            "enabled\ninterpreter /usr/bin/jexec\nflags: \nextension .jar\n",
+        )
+        .unwrap();
+        let arm = Entry {
+            name: "qemu-arm".into(),
+            ..aarch64_entry("")
+        };
         let current = [foreign, aarch64_entry("F"), arm];
         let all = plan_uninstall(None, &host("x86_64"), false, &current);
         assert_eq!(all.actions.len(), 2);
-        let one = plan_uninstall(Some(&[targets::find("arm64").unwrap()]), &host("x86_64"), false, &current);
-        assert!(matches!(&one.actions[..], [Action::Remove { name, .. }] if name == "qemu-aarch64"));
+        let one = plan_uninstall(
+            Some(&[targets::find("arm64").unwrap()]),
+            &host("x86_64"),
+            false,
+            &current,
+        );
+        assert!(
+            matches!(&one.actions[..], [Action::Remove { name, .. }] if name == "qemu-aarch64")
+        );
     }
 }

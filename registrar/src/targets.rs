@@ -6,8 +6,9 @@
 //! are kept exactly as that script spells them, `\xHH` escapes included, so
 //! the register lines we write are byte for byte the script's.
 //!
-//! The table is checked against real ELF headers in `elf.rs` and against the
-//! reference copy in `tests/data/qemu-targets.tsv` in `tests/table.rs`. This
+//! `tests/table.rs` checks every row against ELF headers built from an
+//! independent list of architectures, and against the reference copy in
+//! `tests/data/qemu-targets.tsv`. This
 //! module does no I/O and no formatting; it only answers lookups: a target by
 //! name or alias ([`find`]) and the host's family ([`host_family`]).
 
@@ -106,7 +107,20 @@ pub const TARGETS: &[Target] = &[
         class: Class::Elf32,
         endian: Endian::Little,
         machine: 0x28,
-        aliases: &["armhf", "armel", "armv7", "armv7l", "armv6l", "arm32v7", "arm32v6", "arm32v5", "linux/arm", "linux/arm/v7", "linux/arm/v6", "linux/arm/v5"],
+        aliases: &[
+            "armhf",
+            "armel",
+            "armv7",
+            "armv7l",
+            "armv6l",
+            "arm32v7",
+            "arm32v6",
+            "arm32v5",
+            "linux/arm",
+            "linux/arm/v7",
+            "linux/arm/v6",
+            "linux/arm/v5",
+        ],
     },
     Target {
         name: "armeb",
@@ -189,7 +203,7 @@ pub const TARGETS: &[Target] = &[
         name: "microblaze",
         interpreter: "qemu-microblaze",
         // The reference row carries e_type in little-endian byte order; a real big-endian
-        // header has `\x00\x02`/`\x00\x03` there (see `every_target_matches_its_own_headers`).
+        // header has `\x00\x02`/`\x00\x03` there (`tests/table.rs`: `each_correction_is_proven_by_a_real_header`).
         magic: r"\x7fELF\x01\x02\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\xba\xab",
         mask: r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff",
         family: "microblaze",
@@ -533,7 +547,10 @@ mod tests {
         for t in TARGETS {
             for a in t.aliases {
                 assert!(seen.insert(*a), "alias `{a}` used twice");
-                assert!(TARGETS.iter().all(|o| o.name != *a), "alias `{a}` is a target name");
+                assert!(
+                    TARGETS.iter().all(|o| o.name != *a),
+                    "alias `{a}` is a target name"
+                );
             }
         }
     }
