@@ -26,13 +26,19 @@ fn main() -> ExitCode {
     if let Some(reason) = missing_prerequisite() {
         println!("register bench: skipped: {reason}");
         let required = std::env::var_os("QUS_REQUIRE_KERNEL").is_some_and(|v| v == "1");
-        return if required { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        return if required {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     let bin = env!("CARGO_BIN_EXE_qus-register");
     let binfmt = Binfmt::default();
     let snapshot = binfmt.snapshot().expect("snapshot the host's entries");
     let result = std::panic::catch_unwind(|| measure(bin, &binfmt));
-    binfmt.restore(&snapshot).expect("restore the host's entries");
+    binfmt
+        .restore(&snapshot)
+        .expect("restore the host's entries");
     let (fresh, rerun) = match result {
         Ok(r) => r,
         Err(_) => return ExitCode::FAILURE,
