@@ -417,3 +417,48 @@ fn credential_prints_the_setuid_risk() {
         .stderr(predicate::str::contains("setuid-root"))
         .stdout(predicate::str::contains("qemu-aarch64-static:OC"));
 }
+
+#[test]
+fn flags_are_written_in_qemus_order() {
+    let m = fake_mount(&[]);
+    qus(m.path())
+        .args(["--dry-run", "--targets", "s390x", "-c", "yes", "-g", "yes"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("/usr/bin/qemu-s390x-static:OCP\n"));
+    qus(m.path())
+        .args([
+            "--dry-run",
+            "--targets",
+            "s390x",
+            "--preserve-argv0",
+            "yes",
+            "-F",
+            "",
+            "-Q",
+            "/opt/q",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(":/opt/q/qemu-s390x:P\n"));
+}
+
+#[test]
+fn ignore_family_adds_the_family_but_never_the_host_itself() {
+    let m = fake_mount(&[]);
+    let out = qus(m.path())
+        .env("HOST_ARCH", "aarch64")
+        .args(["--dry-run", "-i", "yes"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let stdout = String::from_utf8(out).unwrap();
+    assert!(stdout.contains(":qemu-arm:M::"), "{stdout}");
+    assert!(!stdout.contains(":qemu-aarch64:M::"), "{stdout}");
+    assert!(
+        stdout.contains("skip        qemu-aarch64  (host family"),
+        "{stdout}"
+    );
+}
