@@ -1,0 +1,1261 @@
+//! [`DockerRuntime`]: the [`Runtime`] on Docker Engine's API, through bollard.
+//!
+//! A run is exactly create, start, wait, logs and remove: no polling and no
+//! inspect on the hot path. Every container is removed by a guard, also
+//! when the run fails or its future is dropped. Privilege support is
+//! detected once (see [`DockerRuntime::probe`](Runtime::probe)) because some
+//! hosts refuse `--privileged`; the fallback lives here, never in scenarios.
+//! Nothing is ever pulled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bollard::Docker;
+use bollard::errors::Error as BollardError;
+use bollard::models::{BuildInfo, ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
+    LogsOptions, RemoveContainerOptions, RemoveImageOptions,
+};
+use futures_util::StreamExt;
+use tokio::sync::OnceCell;
+use tracing::{debug, info, warn};
+
+use super::context;
+use super::error::{Operation, RuntimeError};
+use super::spec::{
+    BuildOutcome, BuildSpec, ContextFile, EngineInfo, PrivilegeMode, RunOutcome, RunSpec,
+    RuntimeKind, StepCapability,
+};
+use super::{RUN_LABEL, Runtime};
+
+/// Where bollard connects when `DOCKER_HOST` is unset.
+const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+/// Label on the throwaway image and containers of privilege detection.
+const PROBE_LABEL: &str = "io.qus.probe";
+
+/// Repository of the throwaway privilege-detection image.
+const PROBE_IMAGE: &str = "qus-probe/privilege";
+
+/// A one-file image: enough to create a container, with nothing to run.
+const PROBE_CONTAINERFILE: &str = "FROM scratch\nCOPY marker /marker\n";
+
+/// A command that exists in no image. The engine applies capabilities
+/// before it looks the command up, so the start error tells "privileges
+/// refused" from "privileges granted, command missing".
+const PROBE_COMMAND: &str = "/nonexistent";
+
+/// Bound on building the probe image.
+const PROBE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long to wait for a killed container to report its exit.
+const KILL_GRACE: Duration = Duration::from_secs(10);
+
+/// The exit code a `SIGKILL`ed process reports.
+const KILLED: i64 = 128 + 9;
+
+/// Security options of the fallback: `--privileged` also lifts these.
+const FALLBACK_SECURITY_OPT: [&str; 2] = ["apparmor=unconfined", "seccomp=unconfined"];
+
+/// Dropped when the host's bounding set cannot be read (remote engines):
+/// the capability seen missing on CI VMs.
+const DEFAULT_FALLBACK_DROP: &str = "SYS_RESOURCE";
+
+/// Capability names by number, as `--cap-drop` spells them
+/// (`include/uapi/linux/capability.h`).
+const CAPABILITY_NAMES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Phrases of an engine relaying a failure of the container's process to
+/// start (runc or crun), as opposed to a failure of the engine itself.
+const PROCESS_START_MARKERS: [&str; 4] = [
+    "OCI runtime",
+    "runc create failed",
+    "unable to start container process",
+    "starting container process",
+];
+
+/// Phrases of a missing command; the docker CLI exits 127 on them.
+const NOT_FOUND_MARKERS: [&str; 3] = [
+    "executable file not found",
+    "no such file or directory",
+    "command that was not found",
+];
+
+/// Phrases of a command that is not executable; the docker CLI exits 126.
+const NOT_EXECUTABLE_MARKERS: [&str; 2] = ["permission denied", "is a directory"];
+
+/// How privileged runs are configured, decided once per runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PrivilegeState {
+    mode: PrivilegeMode,
+    /// Capabilities the fallback drops from `ALL`.
+    cap_drop: Vec<String>,
+    /// The engine's refusal, when `mode` is not `Privileged`.
+    note: Option<String>,
+}
+
+impl PrivilegeState {
+    fn privileged() -> Self {
+        Self {
+            mode: PrivilegeMode::Privileged,
+            cap_drop: Vec::new(),
+            note: None,
+        }
+    }
+
+    fn fallback(cap_drop: Vec<String>) -> Self {
+        Self {
+            mode: PrivilegeMode::CapabilityFallback,
+            cap_drop,
+            note: None,
+        }
+    }
+
+    /// The host configuration that grants this state's privileges.
+    fn host_config(&self) -> HostConfig {
+        match self.mode {
+            PrivilegeMode::Privileged => HostConfig {
+                privileged: Some(true),
+                ..HostConfig::default()
+            },
+            PrivilegeMode::CapabilityFallback => HostConfig {
+                cap_add: Some(vec!["ALL".to_owned()]),
+                cap_drop: Some(self.cap_drop.clone()),
+                security_opt: Some(FALLBACK_SECURITY_OPT.map(str::to_owned).to_vec()),
+                ..HostConfig::default()
+            },
+            PrivilegeMode::Unavailable | PrivilegeMode::NotApplicable => HostConfig::default(),
+        }
+    }
+
+    /// The equivalent CLI flags, for messages.
+    fn describe(&self) -> String {
+        match self.mode {
+            PrivilegeMode::CapabilityFallback => {
+                let mut flags = String::from("--cap-add ALL");
+                for cap in &self.cap_drop {
+                    flags.push_str(&format!(" --cap-drop {cap}"));
+                }
+                for opt in FALLBACK_SECURITY_OPT {
+                    flags.push_str(&format!(" --security-opt {opt}"));
+                }
+                flags
+            }
+            _ => "--privileged".to_owned(),
+        }
+    }
+}
+
+/// The [`Runtime`] on Docker Engine.
+///
+/// Cloning is cheap and clones share the connection and the privilege
+/// detection.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    docker: Docker,
+    endpoint: String,
+    privilege: Arc<OnceCell<PrivilegeState>>,
+    keep: bool,
+}
+
+impl DockerRuntime {
+    /// Connects where `DOCKER_HOST` says (the local socket when unset), as
+    /// the docker CLI does, and negotiates the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
+        Self::connect_with_host(&endpoint).await
+    }
+
+    /// Connects to `host` (`unix://`, `tcp://`, `http://`) and negotiates
+    /// the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    pub async fn connect_with_host(host: &str) -> Result<Self, RuntimeError> {
+        let unreachable = |source: BollardError| RuntimeError::Unreachable {
+            engine: RuntimeKind::Docker,
+            endpoint: host.to_owned(),
+            operation: Operation::Connect,
+            source: Box::new(source),
+        };
+        let docker = Docker::connect_with_host(host).map_err(unreachable)?;
+        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        debug!(endpoint = host, api = %docker.client_version(), "connected to docker");
+        Ok(Self {
+            docker,
+            endpoint: host.to_owned(),
+            privilege: Arc::default(),
+            keep: false,
+        })
+    }
+
+    /// Uses `mode` for privileged runs instead of detecting it.
+    ///
+    /// [`PrivilegeMode::CapabilityFallback`] drops the capabilities missing
+    /// from this process's bounding set.
+    pub fn with_privilege_mode(mut self, mode: PrivilegeMode) -> Self {
+        let state = match mode {
+            PrivilegeMode::CapabilityFallback => PrivilegeState::fallback(self.fallback_drops()),
+            mode => PrivilegeState {
+                mode,
+                cap_drop: Vec::new(),
+                note: (mode != PrivilegeMode::Privileged)
+                    .then(|| "set by configuration".to_owned()),
+            },
+        };
+        self.privilege = Arc::new(OnceCell::new_with(Some(state)));
+        self
+    }
+
+    /// Leaves containers in place after runs (`--keep`), for debugging.
+    pub fn with_keep(mut self, keep: bool) -> Self {
+        self.keep = keep;
+        self
+    }
+
+    /// The endpoint this runtime talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    fn classify(&self, operation: Operation, object: &str, err: BollardError) -> RuntimeError {
+        classify(&self.endpoint, operation, object, err)
+    }
+
+    /// The privilege state, detecting it on first use.
+    async fn privilege(&self) -> Result<&PrivilegeState, RuntimeError> {
+        self.privilege
+            .get_or_try_init(|| self.detect_privilege())
+            .await
+    }
+
+    /// Capabilities the fallback drops: those missing from this process's
+    /// bounding set when the engine is local (the engine runs under the
+    /// same limits), else [`DEFAULT_FALLBACK_DROP`].
+    fn fallback_drops(&self) -> Vec<String> {
+        let local = self.endpoint.starts_with("unix://");
+        let read = || {
+            let status = std::fs::read_to_string("/proc/self/status").ok()?;
+            let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap").ok()?;
+            let bounding = parse_cap_bnd(&status)?;
+            Some(missing_capabilities(bounding, last.trim().parse().ok()?))
+        };
+        match local.then(read).flatten() {
+            Some(missing) if !missing.is_empty() => missing,
+            _ => vec![DEFAULT_FALLBACK_DROP.to_owned()],
+        }
+    }
+
+    /// Starts `/nonexistent` from a throwaway one-file image, first with
+    /// `--privileged`, then with the capability fallback, and keeps the
+    /// first the engine accepts.
+    async fn detect_privilege(&self) -> Result<PrivilegeState, RuntimeError> {
+        let tag = format!("{PROBE_IMAGE}:{}", unique_suffix());
+        let spec = BuildSpec::inline(
+            PROBE_CONTAINERFILE,
+            vec![ContextFile::new("marker", Vec::new())],
+            tag.clone(),
+        )
+        .with_label(PROBE_LABEL, "privilege")
+        .with_timeout(PROBE_BUILD_TIMEOUT);
+        let built = self.build(&spec).await?;
+        if !built.success {
+            return Err(RuntimeError::OperationFailed {
+                operation: Operation::Probe,
+                object: tag,
+                status: None,
+                message: built.output.trim().to_owned(),
+            });
+        }
+        let image = CleanupGuard::image(self.docker.clone(), tag.clone());
+        let result = self.choose_privilege(&tag).await;
+        if let Err(err) = image.remove().await {
+            warn!(image = %tag, error = %err, "failed to remove the privilege probe image");
+        }
+        result
+    }
+
+    async fn choose_privilege(&self, image: &str) -> Result<PrivilegeState, RuntimeError> {
+        let privileged = PrivilegeState::privileged();
+        let Some(refusal) = self.refusal(image, &privileged).await? else {
+            info!("docker grants --privileged");
+            return Ok(privileged);
+        };
+        let mut fallback = PrivilegeState::fallback(self.fallback_drops());
+        match self.refusal(image, &fallback).await? {
+            None => {
+                warn!(
+                    refusal = %refusal,
+                    "docker refused --privileged; privileged steps run with {}",
+                    fallback.describe()
+                );
+                fallback.note = Some(format!(
+                    "the engine refused --privileged ({refusal}); using {}",
+                    fallback.describe()
+                ));
+                Ok(fallback)
+            }
+            Some(fallback_refusal) => {
+                let note = format!(
+                    "the engine refused --privileged ({refusal}) and {} ({fallback_refusal})",
+                    fallback.describe()
+                );
+                warn!("{note}; privileged steps will be skipped");
+                Ok(PrivilegeState {
+                    mode: PrivilegeMode::Unavailable,
+                    cap_drop: Vec::new(),
+                    note: Some(note),
+                })
+            }
+        }
+    }
+
+    /// `None` when the engine starts a container with `state`'s privileges
+    /// (up to the missing command), else its refusal.
+    async fn refusal(
+        &self,
+        image: &str,
+        state: &PrivilegeState,
+    ) -> Result<Option<String>, RuntimeError> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(vec![PROBE_COMMAND.to_owned()]),
+            labels: Some(HashMap::from([(
+                PROBE_LABEL.to_owned(),
+                "privilege".to_owned(),
+            )])),
+            host_config: Some(state.host_config()),
+            ..ContainerCreateBody::default()
+        };
+        let created = self
+            .docker
+            .create_container(None::<CreateContainerOptions>, body)
+            .await
+            .map_err(|e| self.classify(Operation::Probe, image, e))?;
+        let guard = CleanupGuard::container(self.docker.clone(), created.id.clone(), false);
+        let started = self.docker.start_container(&created.id, None).await;
+        if let Err(err) = guard.remove().await {
+            warn!(container = %created.id, error = %err, "failed to remove a privilege probe container");
+        }
+        let Err(err) = started else {
+            // Unreachable in practice (nothing to run), but it means granted.
+            return Ok(None);
+        };
+        let code = match &err {
+            BollardError::DockerResponseServerError { message, .. } => {
+                process_start_failure_code(message)
+            }
+            _ => None,
+        };
+        match (code, err) {
+            // Privileges applied, then the command was looked up: granted.
+            (Some(127), _) => Ok(None),
+            (Some(_), BollardError::DockerResponseServerError { message, .. }) => {
+                Ok(Some(engine_reason(&message)))
+            }
+            (_, err) => Err(self.classify(Operation::Probe, &created.id, err)),
+        }
+    }
+
+    /// Starts, waits for (bounded by the spec's timeout) and reads the
+    /// output of created container `id`.
+    async fn drive(
+        &self,
+        id: &str,
+        spec: &RunSpec,
+        started: Instant,
+    ) -> Result<RunOutcome, RuntimeError> {
+        if let Err(err) = self.docker.start_container(id, None).await {
+            // The container's process could not start (missing command,
+            // foreign binary without binfmt): an outcome, as for the CLI.
+            if let BollardError::DockerResponseServerError { message, .. } = &err {
+                if let Some(exit_code) = process_start_failure_code(message) {
+                    return Ok(RunOutcome {
+                        exit_code,
+                        stdout: String::new(),
+                        stderr: format!("{message}\n"),
+                        duration: started.elapsed(),
+                        timed_out: false,
+                    });
+                }
+            }
+            return Err(self.classify(Operation::StartContainer, id, err));
+        }
+
+        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+        let mut wait_error = String::new();
+        let (exit_code, timed_out) = match tokio::time::timeout_at(deadline, self.wait(id)).await {
+            Ok(result) => (result?.record(&mut wait_error), false),
+            Err(_elapsed) => {
+                debug!(container = id, timeout = ?spec.timeout, "killing a container past its timeout");
+                if let Err(err) = self.docker.kill_container(id, None).await {
+                    // It may have exited on its own in the meantime.
+                    debug!(container = id, error = %err, "kill failed");
+                }
+                let code = match tokio::time::timeout(KILL_GRACE, self.wait(id)).await {
+                    Ok(Ok(exit)) => exit.record(&mut wait_error),
+                    _ => KILLED,
+                };
+                (code, true)
+            }
+        };
+
+        let (stdout, mut stderr) = self.logs(id).await?;
+        stderr.push_str(&wait_error);
+        Ok(RunOutcome {
+            exit_code,
+            stdout,
+            stderr,
+            duration: started.elapsed(),
+            timed_out,
+        })
+    }
+
+    /// Waits for container `id` to stop; a non-zero exit is a result.
+    async fn wait(&self, id: &str) -> Result<Exit, RuntimeError> {
+        let mut stream = self.docker.wait_container(id, None);
+        match stream.next().await {
+            Some(Ok(response)) => Ok(Exit {
+                code: response.status_code,
+                error: response.error.and_then(|e| e.message).unwrap_or_default(),
+            }),
+            // bollard reports a non-zero exit as an error; it is the result.
+            Some(Err(BollardError::DockerContainerWaitError { error, code })) => {
+                Ok(Exit { code, error })
+            }
+            Some(Err(err)) => Err(self.classify(Operation::WaitContainer, id, err)),
+            None => Err(RuntimeError::OperationFailed {
+                operation: Operation::WaitContainer,
+                object: id.to_owned(),
+                status: None,
+                message: "the engine closed the wait without an exit status".to_owned(),
+            }),
+        }
+    }
+
+    /// Reads the whole output of stopped container `id`, split by stream.
+    async fn logs(&self, id: &str) -> Result<(String, String), RuntimeError> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            ..LogsOptions::default()
+        };
+        let mut stream = self.docker.logs(id, Some(options));
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        while let Some(item) = stream.next().await {
+            use bollard::container::LogOutput;
+            match item.map_err(|e| self.classify(Operation::ReadLogs, id, e))? {
+                LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                    stdout.extend_from_slice(&message);
+                }
+                LogOutput::StdErr { message } => stderr.extend_from_slice(&message),
+                LogOutput::StdIn { .. } => {}
+            }
+        }
+        Ok((
+            String::from_utf8_lossy(&stdout).into_owned(),
+            String::from_utf8_lossy(&stderr).into_owned(),
+        ))
+    }
+
+    async fn remove_labelled_containers(&self, filter: &str) -> Result<usize, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(filter)),
+            ..ListContainersOptions::default()
+        };
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|e| self.classify(Operation::ListContainers, filter, e))?;
+        let mut removed = 0;
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let guard = CleanupGuard::container(self.docker.clone(), id.clone(), false);
+            guard
+                .remove()
+                .await
+                .map_err(|e| self.classify(Operation::RemoveContainer, &id, e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    async fn remove_labelled_images(&self, filter: &str) -> Result<usize, RuntimeError> {
+        let options = ListImagesOptions {
+            filters: Some(label_filter(filter)),
+            ..ListImagesOptions::default()
+        };
+        let images = self
+            .docker
+            .list_images(Some(options))
+            .await
+            .map_err(|e| self.classify(Operation::ListImages, filter, e))?;
+        let mut removed = 0;
+        for image in images {
+            let guard = CleanupGuard::image(self.docker.clone(), image.id.clone());
+            guard
+                .remove()
+                .await
+                .map_err(|e| self.classify(Operation::RemoveImage, &image.id, e))?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Docker
+    }
+
+    /// Everything is supported, except privileged runs once
+    /// [`probe`](Runtime::probe) found the engine grants no privileges.
+    fn supports(&self, capability: StepCapability) -> Result<(), String> {
+        match (capability, self.privilege.get()) {
+            (StepCapability::PrivilegedRun, Some(state))
+                if state.mode == PrivilegeMode::Unavailable =>
+            {
+                Err(state.note.clone().unwrap_or_default())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn probe(&self) -> Result<EngineInfo, RuntimeError> {
+        let version = self
+            .docker
+            .version()
+            .await
+            .map_err(|e| self.classify(Operation::Probe, &self.endpoint, e))?;
+        let privilege = self.privilege().await?;
+        Ok(EngineInfo {
+            kind: RuntimeKind::Docker,
+            version: version.version.unwrap_or_default(),
+            api_version: Some(self.docker.client_version().to_string()),
+            privilege: privilege.mode,
+            privilege_note: privilege.note.clone(),
+        })
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+        let privilege = if spec.privileged {
+            let state = self.privilege().await?;
+            if state.mode == PrivilegeMode::Unavailable {
+                return Err(RuntimeError::Unsupported {
+                    runtime: RuntimeKind::Docker,
+                    capability: StepCapability::PrivilegedRun,
+                    reason: state.note.clone().unwrap_or_default(),
+                });
+            }
+            Some(state)
+        } else {
+            None
+        };
+        let started = Instant::now();
+        let options = CreateContainerOptions {
+            name: None,
+            platform: spec.platform.clone().unwrap_or_default(),
+        };
+        let created = self
+            .docker
+            .create_container(Some(options), container_config(spec, privilege))
+            .await
+            .map_err(|e| self.classify(Operation::CreateContainer, &spec.image, e))?;
+        // From here on the container exists: the guard removes it on every
+        // path, including this future being dropped.
+        let guard = CleanupGuard::container(self.docker.clone(), created.id.clone(), self.keep);
+        let result = self.drive(&created.id, spec, started).await;
+        if let Err(err) = guard.remove().await {
+            warn!(container = %created.id, error = %err, "failed to remove a container");
+        }
+        result
+    }
+
+    async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
+        let started = Instant::now();
+        let (build_context, tag) = (spec.context.clone(), spec.tag.clone());
+        let packed = tokio::task::spawn_blocking(move || context::pack(&build_context, &tag))
+            .await
+            .map_err(|join| RuntimeError::Io {
+                operation: Operation::PrepareContext,
+                object: spec.tag.clone(),
+                source: std::io::Error::other(join),
+            })??;
+        let to_map = |map: &std::collections::BTreeMap<String, String>| {
+            (!map.is_empty()).then(|| map.clone().into_iter().collect::<HashMap<_, _>>())
+        };
+        let options = BuildImageOptions {
+            dockerfile: packed.containerfile,
+            t: Some(spec.tag.clone()),
+            rm: true,
+            forcerm: true,
+            buildargs: to_map(&spec.build_args),
+            labels: to_map(&spec.labels),
+            ..BuildImageOptions::default()
+        };
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(packed.tar.into())));
+        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+        let mut log = BuildLog::default();
+        let timed_out = loop {
+            match tokio::time::timeout_at(deadline, stream.next()).await {
+                // Dropping the stream closes the connection, which cancels
+                // the build in the engine.
+                Err(_elapsed) => break true,
+                Ok(None) => break false,
+                Ok(Some(item)) => log
+                    .absorb(item)
+                    .map_err(|e| self.classify(Operation::BuildImage, &spec.tag, e))?,
+            }
+        };
+        if timed_out {
+            log.output
+                .push_str(&format!("build timed out after {:?}\n", spec.timeout));
+        }
+        Ok(BuildOutcome {
+            success: !timed_out && !log.failed,
+            output: log.output,
+            duration: started.elapsed(),
+            timed_out,
+        })
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(err) => Err(self.classify(Operation::InspectImage, image, err)),
+        }
+    }
+
+    async fn remove_labelled(
+        &self,
+        label_key: &str,
+        label_value: &str,
+    ) -> Result<usize, RuntimeError> {
+        let filter = format!("{label_key}={label_value}");
+        // Containers first: an image in use cannot be removed.
+        let containers = self.remove_labelled_containers(&filter).await?;
+        let images = self.remove_labelled_images(&filter).await?;
+        if containers + images > 0 {
+            debug!(label = %filter, containers, images, "removed labelled objects");
+        }
+        Ok(containers + images)
+    }
+}
+
+/// The exit status of a container and the engine's error text, if any.
+struct Exit {
+    code: i64,
+    error: String,
+}
+
+impl Exit {
+    /// Returns the code, appending the engine's error text to `stderr`.
+    fn record(self, stderr: &mut String) -> i64 {
+        if !self.error.is_empty() {
+            stderr.push_str(&self.error);
+            stderr.push('\n');
+        }
+        self.code
+    }
+}
+
+/// The create request for `spec`, with `privilege` when it asks for it.
+fn container_config(spec: &RunSpec, privilege: Option<&PrivilegeState>) -> ContainerCreateBody {
+    let host_config = HostConfig {
+        binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
+        network_mode: spec.network.clone(),
+        ..privilege
+            .map(PrivilegeState::host_config)
+            .unwrap_or_default()
+    };
+    let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    ContainerCreateBody {
+        image: Some(spec.image.clone()),
+        // An empty command keeps the image's CMD.
+        cmd: (!spec.command.is_empty()).then(|| spec.command.clone()),
+        entrypoint: spec.entrypoint.clone(),
+        env: (!env.is_empty()).then_some(env),
+        user: spec.user.clone(),
+        labels: (!spec.labels.is_empty())
+            .then(|| spec.labels.clone().into_iter().collect::<HashMap<_, _>>()),
+        tty: Some(false),
+        host_config: Some(host_config),
+        ..ContainerCreateBody::default()
+    }
+}
+
+/// Maps a bollard error to a [`RuntimeError`] that says whether the engine
+/// is unreachable, the image absent, or the engine refused.
+fn classify(endpoint: &str, operation: Operation, object: &str, err: BollardError) -> RuntimeError {
+    match err {
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } if matches!(
+            operation,
+            Operation::CreateContainer | Operation::InspectImage
+        ) =>
+        {
+            RuntimeError::ImageNotFound {
+                operation,
+                image: object.to_owned(),
+                message,
+            }
+        }
+        BollardError::DockerResponseServerError {
+            status_code,
+            message,
+        } => RuntimeError::OperationFailed {
+            operation,
+            object: object.to_owned(),
+            status: Some(status_code),
+            message,
+        },
+        BollardError::DockerStreamError { error } => RuntimeError::OperationFailed {
+            operation,
+            object: object.to_owned(),
+            status: None,
+            message: error,
+        },
+        err @ (BollardError::HyperLegacyError { .. }
+        | BollardError::HyperResponseError { .. }
+        | BollardError::IOError { .. }
+        | BollardError::RequestTimeoutError
+        | BollardError::SocketNotFoundError(_)
+        | BollardError::UnsupportedURISchemeError { .. }) => RuntimeError::Unreachable {
+            engine: RuntimeKind::Docker,
+            endpoint: endpoint.to_owned(),
+            operation,
+            source: Box::new(err),
+        },
+        err => RuntimeError::OperationFailed {
+            operation,
+            object: object.to_owned(),
+            status: None,
+            message: err.to_string(),
+        },
+    }
+}
+
+/// The exit code the docker CLI gives when the engine could not start the
+/// container's process, or `None` when `message` is not such a failure.
+fn process_start_failure_code(message: &str) -> Option<i64> {
+    if !PROCESS_START_MARKERS.iter().any(|m| message.contains(m)) {
+        return None;
+    }
+    let code = if NOT_FOUND_MARKERS.iter().any(|m| message.contains(m)) {
+        127
+    } else if NOT_EXECUTABLE_MARKERS.iter().any(|m| message.contains(m)) {
+        126
+    } else {
+        125
+    };
+    Some(code)
+}
+
+/// The interesting tail of an OCI runtime message: after the last
+/// "container process: " when present.
+fn engine_reason(message: &str) -> String {
+    let reason = message
+        .rsplit_once("container process: ")
+        .map_or(message, |(_, tail)| tail);
+    reason.trim_end_matches(": unknown").trim().to_owned()
+}
+
+/// The `CapBnd` mask of a `/proc/<pid>/status` text.
+fn parse_cap_bnd(status: &str) -> Option<u64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
+    u64::from_str_radix(line.trim(), 16).ok()
+}
+
+/// Names of capabilities `0..=last_cap` missing from `bounding`.
+fn missing_capabilities(bounding: u64, last_cap: usize) -> Vec<String> {
+    CAPABILITY_NAMES
+        .iter()
+        .enumerate()
+        .take(last_cap.saturating_add(1))
+        .filter(|(bit, _)| bounding & (1 << bit) == 0)
+        .map(|(_, name)| (*name).to_owned())
+        .collect()
+}
+
+/// A `label=key=value` filter for list requests.
+fn label_filter(filter: &str) -> HashMap<String, Vec<String>> {
+    HashMap::from([("label".to_owned(), vec![filter.to_owned()])])
+}
+
+/// A string unique to this process and call, valid in image tags.
+fn unique_suffix() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{nanos}-{n}", std::process::id())
+}
+
+/// The classic builder's progress, folded into text and a failure flag.
+#[derive(Debug, Default)]
+struct BuildLog {
+    output: String,
+    failed: bool,
+}
+
+impl BuildLog {
+    /// Folds one stream item in. Errors the builder reports (a failed step,
+    /// a Containerfile the engine rejects) mark the build failed; transport
+    /// errors are returned.
+    fn absorb(&mut self, item: Result<BuildInfo, BollardError>) -> Result<(), BollardError> {
+        match item {
+            Ok(info) => {
+                if let Some(text) = info.stream {
+                    self.output.push_str(&text);
+                }
+                if let Some(status) = info.status {
+                    self.output.push_str(&status);
+                    self.output.push('\n');
+                }
+                if let Some(message) = info.error_detail.and_then(|d| d.message) {
+                    self.fail(&message);
+                }
+                Ok(())
+            }
+            Err(BollardError::DockerStreamError { error })
+            | Err(BollardError::DockerResponseServerError { message: error, .. }) => {
+                self.fail(&error);
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    fn fail(&mut self, message: &str) {
+        self.failed = true;
+        if !self.output.is_empty() && !self.output.ends_with('\n') {
+            self.output.push('\n');
+        }
+        self.output.push_str(message);
+        self.output.push('\n');
+    }
+}
+
+/// Something the engine holds that a guard removes.
+#[derive(Debug, Clone)]
+enum Resource {
+    Container(String),
+    Image(String),
+}
+
+/// Force-removes a container or image when told to, or when dropped.
+///
+/// Dropping spawns the removal on the current tokio runtime, so a run
+/// whose future is dropped still removes its container. When the runtime
+/// itself is shutting down the task may not run: runners also call
+/// [`Runtime::remove_labelled`] with [`RUN_LABEL`] at the end of a run.
+struct CleanupGuard {
+    docker: Docker,
+    resource: Option<Resource>,
+}
+
+impl CleanupGuard {
+    /// Guards container `id`; with `keep` the guard does nothing.
+    fn container(docker: Docker, id: String, keep: bool) -> Self {
+        Self {
+            docker,
+            resource: (!keep).then_some(Resource::Container(id)),
+        }
+    }
+
+    /// Guards image `id` (a name or an id).
+    fn image(docker: Docker, id: String) -> Self {
+        Self {
+            docker,
+            resource: Some(Resource::Image(id)),
+        }
+    }
+
+    /// Removes the resource now. A resource already gone counts as removed.
+    async fn remove(mut self) -> Result<(), BollardError> {
+        let Some(resource) = &self.resource else {
+            return Ok(());
+        };
+        // The resource stays armed during the request, so dropping this
+        // future mid-request still removes it.
+        let result = remove_resource(&self.docker, resource).await;
+        self.resource = None;
+        result
+    }
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let Some(resource) = self.resource.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                let docker = self.docker.clone();
+                handle.spawn(async move {
+                    if let Err(err) = remove_resource(&docker, &resource).await {
+                        warn!(?resource, error = %err, "failed to remove after cancellation");
+                    }
+                });
+            }
+            Err(_) => warn!(
+                ?resource,
+                "left behind: no async runtime to remove it (remove it by its `{RUN_LABEL}` label)"
+            ),
+        }
+    }
+}
+
+async fn remove_resource(docker: &Docker, resource: &Resource) -> Result<(), BollardError> {
+    let result = match resource {
+        Resource::Container(id) => {
+            let options = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..RemoveContainerOptions::default()
+            };
+            docker.remove_container(id, Some(options)).await
+        }
+        Resource::Image(id) => {
+            let options = RemoveImageOptions {
+                force: true,
+                ..RemoveImageOptions::default()
+            };
+            docker.remove_image(id, Some(options), None).await.map(drop)
+        }
+    };
+    match (resource, result) {
+        // Gone already.
+        (
+            _,
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }),
+        ) => Ok(()),
+        // A container being removed by someone else (another guard, a
+        // concurrent `remove_labelled`). For an image, 409 means it is in
+        // use, which is a real failure.
+        (
+            Resource::Container(_),
+            Err(BollardError::DockerResponseServerError {
+                status_code: 409, ..
+            }),
+        ) => Ok(()),
+        (_, other) => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::SCENARIO_LABEL;
+
+    const ENDPOINT: &str = "unix:///var/run/docker.sock";
+
+    fn server_error(status_code: u16, message: &str) -> BollardError {
+        BollardError::DockerResponseServerError {
+            status_code,
+            message: message.to_owned(),
+        }
+    }
+
+    #[test]
+    fn container_config_maps_every_spec_field() {
+        let spec = RunSpec::new("img:1", ["echo", "hi"])
+            .with_entrypoint(["/probe"])
+            .with_env("A", "1")
+            .with_bind("/h:/c:ro")
+            .with_network("none")
+            .with_user("1000:1000")
+            .with_run_id("run")
+            .with_scenario("sc");
+        let body = container_config(&spec, None);
+        assert_eq!(body.image.as_deref(), Some("img:1"));
+        assert_eq!(body.cmd, Some(vec!["echo".into(), "hi".into()]));
+        assert_eq!(body.entrypoint, Some(vec!["/probe".into()]));
+        assert_eq!(body.env, Some(vec!["A=1".into()]));
+        assert_eq!(body.user.as_deref(), Some("1000:1000"));
+        assert_eq!(body.tty, Some(false));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[RUN_LABEL], "run");
+        assert_eq!(labels[SCENARIO_LABEL], "sc");
+        let host = body.host_config.unwrap();
+        assert_eq!(host.binds, Some(vec!["/h:/c:ro".into()]));
+        assert_eq!(host.network_mode.as_deref(), Some("none"));
+        assert_eq!(host.privileged, None);
+        assert_eq!(host.cap_add, None);
+    }
+
+    #[test]
+    fn container_config_leaves_image_defaults_alone() {
+        let body = container_config(&RunSpec::new("img", Vec::<String>::new()), None);
+        assert_eq!(body.cmd, None);
+        assert_eq!(body.entrypoint, None);
+        assert_eq!(body.env, None);
+        assert_eq!(body.labels, None);
+        assert_eq!(body.host_config.unwrap().binds, None);
+    }
+
+    #[test]
+    fn privileged_state_sets_privileged() {
+        let spec = RunSpec::new("img", ["x"])
+            .with_privileged(true)
+            .with_bind("/a:/b");
+        let state = PrivilegeState::privileged();
+        let host = container_config(&spec, Some(&state)).host_config.unwrap();
+        assert_eq!(host.privileged, Some(true));
+        assert_eq!(host.cap_add, None);
+        assert_eq!(host.binds, Some(vec!["/a:/b".into()]));
+    }
+
+    #[test]
+    fn fallback_state_adds_all_but_the_missing_capabilities() {
+        let state = PrivilegeState::fallback(vec!["SYS_RESOURCE".into()]);
+        let host = state.host_config();
+        assert_eq!(host.privileged, None);
+        assert_eq!(host.cap_add, Some(vec!["ALL".into()]));
+        assert_eq!(host.cap_drop, Some(vec!["SYS_RESOURCE".into()]));
+        assert_eq!(
+            host.security_opt,
+            Some(vec![
+                "apparmor=unconfined".into(),
+                "seccomp=unconfined".into()
+            ])
+        );
+        assert_eq!(
+            state.describe(),
+            "--cap-add ALL --cap-drop SYS_RESOURCE --security-opt apparmor=unconfined \
+             --security-opt seccomp=unconfined"
+        );
+    }
+
+    #[test]
+    fn missing_capabilities_reads_the_bounding_set() {
+        // The CI VM: every capability up to 40 but CAP_SYS_RESOURCE (24).
+        let status = "Name:\tx\nCapBnd:\t000001fffeffffff\nCapAmb:\t0\n";
+        let bounding = parse_cap_bnd(status).unwrap();
+        assert_eq!(missing_capabilities(bounding, 40), ["SYS_RESOURCE"]);
+        assert!(missing_capabilities(u64::MAX, 40).is_empty());
+        // Capabilities the kernel does not know are not reported missing.
+        assert_eq!(
+            missing_capabilities(0x3f_ffff_ffff, 37),
+            Vec::<String>::new()
+        );
+        assert_eq!(missing_capabilities(0, 1), ["CHOWN", "DAC_OVERRIDE"]);
+        assert_eq!(parse_cap_bnd("CapEff:\t1\n"), None);
+    }
+
+    #[test]
+    fn capability_table_is_complete() {
+        assert_eq!(CAPABILITY_NAMES[24], "SYS_RESOURCE");
+        assert_eq!(CAPABILITY_NAMES[21], "SYS_ADMIN");
+        assert_eq!(CAPABILITY_NAMES[40], "CHECKPOINT_RESTORE");
+    }
+
+    #[test]
+    fn not_found_on_create_or_inspect_is_image_not_found() {
+        for operation in [Operation::CreateContainer, Operation::InspectImage] {
+            let err = classify(
+                ENDPOINT,
+                operation,
+                "a:b",
+                server_error(404, "No such image: a:b"),
+            );
+            assert!(
+                matches!(&err, RuntimeError::ImageNotFound { image, message, .. }
+                    if image == "a:b" && message == "No such image: a:b"),
+                "{err:?}"
+            );
+        }
+        let err = classify(
+            ENDPOINT,
+            Operation::StartContainer,
+            "id",
+            server_error(404, "No such container"),
+        );
+        assert_eq!(err.status_code(), Some(404));
+    }
+
+    #[test]
+    fn server_errors_keep_status_and_message() {
+        let err = classify(
+            ENDPOINT,
+            Operation::RemoveImage,
+            "img",
+            server_error(409, "in use"),
+        );
+        assert!(matches!(
+            err,
+            RuntimeError::OperationFailed {
+                operation: Operation::RemoveImage,
+                status: Some(409),
+                ref message,
+                ..
+            } if message == "in use"
+        ));
+    }
+
+    #[test]
+    fn transport_errors_are_unreachable() {
+        let errors = [
+            BollardError::RequestTimeoutError,
+            BollardError::SocketNotFoundError("/x.sock".into()),
+            BollardError::IOError {
+                err: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            },
+        ];
+        for source in errors {
+            let err = classify(ENDPOINT, Operation::Probe, ENDPOINT, source);
+            assert!(
+                matches!(&err, RuntimeError::Unreachable { endpoint, .. } if endpoint == ENDPOINT),
+                "{err:?}"
+            );
+            assert!(err.is_engine_failure());
+        }
+    }
+
+    #[test]
+    fn start_failures_map_to_cli_exit_codes() {
+        let not_found = "failed to create shim task: OCI runtime create failed: runc create failed: \
+            unable to start container process: exec: \"/nonexistent\": stat /nonexistent: \
+            no such file or directory: unknown";
+        assert_eq!(process_start_failure_code(not_found), Some(127));
+        let not_executable = "OCI runtime create failed: runc create failed: unable to start \
+            container process: exec: \"/etc\": permission denied: unknown";
+        assert_eq!(process_start_failure_code(not_executable), Some(126));
+        let foreign = "OCI runtime create failed: runc create failed: unable to start container \
+            process: exec: \"/probe\": exec format error: unknown";
+        assert_eq!(process_start_failure_code(foreign), Some(125));
+        let caps = "failed to create shim task: OCI runtime create failed: runc create failed: \
+            unable to start container process: unable to apply caps: operation not permitted: unknown";
+        assert_eq!(process_start_failure_code(caps), Some(125));
+        assert_eq!(
+            engine_reason(caps),
+            "unable to apply caps: operation not permitted"
+        );
+        assert_eq!(process_start_failure_code("No such container: abc"), None);
+        assert_eq!(
+            process_start_failure_code("driver failed programming"),
+            None
+        );
+    }
+
+    #[test]
+    fn build_log_collects_output_and_failures() {
+        let mut log = BuildLog::default();
+        let step = BuildInfo {
+            stream: Some("Step 1/2 : FROM scratch\n".into()),
+            ..BuildInfo::default()
+        };
+        log.absorb(Ok(step)).unwrap();
+        assert!(!log.failed);
+        log.absorb(Err(BollardError::DockerStreamError {
+            error: "COPY failed: file not found".into(),
+        }))
+        .unwrap();
+        assert!(log.failed);
+        assert_eq!(
+            log.output,
+            "Step 1/2 : FROM scratch\nCOPY failed: file not found\n"
+        );
+
+        let mut rejected = BuildLog::default();
+        rejected
+            .absorb(Err(server_error(
+                400,
+                "dockerfile parse error line 2: unknown instruction: BOGUS",
+            )))
+            .unwrap();
+        assert!(rejected.failed);
+        assert!(rejected.output.contains("unknown instruction"));
+
+        let mut broken = BuildLog::default();
+        assert!(
+            broken
+                .absorb(Err(BollardError::RequestTimeoutError))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn unique_suffixes_differ() {
+        assert_ne!(unique_suffix(), unique_suffix());
+        let tag = format!("{PROBE_IMAGE}:{}", unique_suffix());
+        assert!(
+            tag.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.:/".contains(c))
+        );
+    }
+
+    #[tokio::test]
+    async fn connecting_to_a_missing_socket_is_unreachable() {
+        let err = DockerRuntime::connect_with_host("unix:///nonexistent/qus-docker.sock")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, RuntimeError::Unreachable { operation: Operation::Connect, endpoint, .. }
+                if endpoint == "unix:///nonexistent/qus-docker.sock"),
+            "{err:?}"
+        );
+    }
+}
