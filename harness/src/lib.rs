@@ -1,6 +1,17 @@
-//! qus-harness: runs qus conformance scenarios.
+//! qus-harness: runs qus conformance scenarios against container engines.
+//!
+//! The pipeline: [`scenario`] loads and validates YAML files and expands
+//! them into instances; [`plan`] selects them and decides skips; [`runner`]
+//! executes them on a [`runtime`] (Docker, Podman, Apptainer or the host)
+//! with the host's binfmt_misc state guarded by [`host`]; [`report`] turns
+//! the events into console output, JUnit and JSON.
 #![warn(missing_docs)]
 
+pub mod app;
+pub mod cli;
+pub mod host;
+pub mod plan;
 pub mod report;
+pub mod runner;
 pub mod runtime;
 pub mod scenario;

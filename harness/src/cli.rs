@@ -1,0 +1,227 @@
+//! The `qus-harness` command line: every command and flag, documented.
+//!
+//! The main type is [`Cli`]. Parsing checks the raw arguments only (a regex
+//! compiles, a partition is `k/n`, a duration parses); `app.rs` loads files,
+//! finds the engine and runs.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use regex::Regex;
+
+use crate::scenario::{TagExpr, parse_tag_expr};
+
+/// Exit statuses of `qus-harness`.
+pub mod exit {
+    /// Every selected instance passed (or was skipped).
+    pub const OK: u8 = 0;
+    /// An instance failed, errored or timed out.
+    pub const FAILED: u8 = 1;
+    /// Usage or configuration error: bad flags, a scenario file that does
+    /// not load, an empty selection without `--allow-empty`.
+    pub const USAGE: u8 = 2;
+    /// Environment error: the engine asked for with `--require-engine` is
+    /// absent or unusable, or the host's binfmt_misc state could not be saved
+    /// or restored.
+    pub const ENVIRONMENT: u8 = 3;
+    /// The run was interrupted (SIGINT or SIGTERM); the host was restored.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+const AFTER_HELP: &str = "\
+Exit status: 0 all passed; 1 a scenario failed; 2 usage or configuration \
+error; 3 environment error (engine required but absent, binfmt_misc state \
+not restorable); 130 interrupted.";
+
+/// Runs qus conformance scenarios (YAML) against Docker, Podman,
+/// Apptainer/Singularity or the host, and restores the host's binfmt_misc
+/// state afterwards.
+#[derive(Debug, Parser)]
+#[command(name = "qus-harness", version, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// More diagnostics on stderr (`-v` info, `-vv` debug); also `QUS_LOG`.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios and report.
+    Run(RunArgs),
+    /// Load and check scenario files without running anything.
+    Validate(PathsArgs),
+    /// Print the JSON Schema of scenario files (for YAML editors).
+    Schema,
+    /// List scenarios: name, instances, tags, runtimes, requirements.
+    List(PathsArgs),
+    /// Show the expanded instances of a run, in order, with skip reasons.
+    Plan(SelectArgs),
+}
+
+/// Scenario files or directories.
+#[derive(Debug, Clone, Args)]
+pub struct PathsArgs {
+    /// Scenario files, or directories searched for `*.yaml`/`*.yml`.
+    #[arg(value_name = "PATH", default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+}
+
+/// Which engine runs the containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeChoice {
+    /// Docker if its socket answers, else Podman, else Apptainer or
+    /// Singularity if on `PATH`, else the host.
+    Auto,
+    /// Docker Engine (`DOCKER_HOST` or the default socket).
+    Docker,
+    /// Podman's Docker-compatible API service.
+    Podman,
+    /// Apptainer or Singularity through its command line.
+    Singularity,
+    /// No engine: host commands and the host registrar only.
+    Host,
+}
+
+/// Which instances, with which variables.
+#[derive(Debug, Clone, Args)]
+pub struct SelectArgs {
+    /// Scenario files or directories.
+    #[command(flatten)]
+    pub paths: PathsArgs,
+
+    /// Set a declared variable: `--var ARM64_IMAGE=qus-fixtures/arm64:bookworm`
+    /// (repeatable; wins over the environment and the scenario's default).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+
+    /// Keep instances whose id matches this regex.
+    #[arg(long, value_name = "REGEX", value_parser = parse_regex)]
+    pub filter: Option<Regex>,
+
+    /// Keep instances whose tags satisfy this expression
+    /// (`smoke and not slow`, `register or (podman and not network)`).
+    #[arg(long, value_name = "EXPR", value_parser = parse_tags)]
+    pub tags: Option<TagExpr>,
+
+    /// Keep the k-th of n shares of the sorted instances (CI matrices).
+    #[arg(long, value_name = "K/N", value_parser = crate::plan::parse_partition)]
+    pub partition: Option<(usize, usize)>,
+
+    /// The container engine.
+    #[arg(long, value_enum, default_value = "auto", env = "QUS_RUNTIME")]
+    pub runtime: RuntimeChoice,
+
+    /// The Apptainer/Singularity command (a name on `PATH` or a path).
+    #[arg(long, value_name = "CMD", env = "QUS_SINGULARITY_BIN")]
+    pub singularity_bin: Option<String>,
+}
+
+/// `run` flags.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Selection and variables.
+    #[command(flatten)]
+    pub select: SelectArgs,
+
+    /// How many instances run at once (those that write binfmt_misc always
+    /// run alone); default: the number of CPUs.
+    #[arg(short, long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Stop starting instances after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Succeed when the selection is empty (otherwise a usage error).
+    #[arg(long)]
+    pub allow_empty: bool,
+
+    /// Limit for the whole run (`30m`, `90s`); unfinished instances are
+    /// reported as errored and the host is restored.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// Limit for a step that sets no `timeout`.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
+    pub step_timeout: Duration,
+
+    /// Write a JUnit XML report here.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+
+    /// Write a JSON report here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Leave the run's containers and images in place.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Identifier of the run (labels containers; `${RUN_ID}`); default:
+    /// derived from the time and process id.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
+
+    /// Treat an absent or unusable engine as an error (exit 3) instead of
+    /// skipping the scenarios that need it. Also `QUS_REQUIRE_ENGINES=1`.
+    #[arg(long)]
+    pub require_engine: bool,
+}
+
+fn parse_regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| e.to_string())
+}
+
+fn parse_tags(s: &str) -> Result<TagExpr, String> {
+    parse_tag_expr(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::scenario::parse_duration(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("qus-harness").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_to_the_scenarios_directory() {
+        let Command::Run(r) = parse(&["run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert_eq!(r.select.paths.paths, [PathBuf::from("scenarios")]);
+        assert_eq!(r.step_timeout, Duration::from_secs(600));
+        assert_eq!(r.select.runtime, RuntimeChoice::Auto);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        for (args, flag) in [
+            (&["run", "--filter", "("][..], "--filter"),
+            (&["run", "--tags", "a and"], "--tags"),
+            (&["run", "--partition", "4/3"], "--partition"),
+            (&["run", "--timeout", "soon"], "--timeout"),
+            (&["run", "--runtime", "lxc"], "--runtime"),
+        ] {
+            let e = parse(args).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(flag), "{args:?}: {e}");
+        }
+    }
+}

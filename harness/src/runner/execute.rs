@@ -1,0 +1,371 @@
+//! Running a plan: scheduling, instances, signals, cleanup, host restore.
+//!
+//! [`run`] is blocking: on the caller's tokio runtime (the one the engine
+//! client was connected on), it runs the planned
+//! instances (those that write binfmt_misc alone, the others up to `jobs` at
+//! a time), hands every [`Event`] to the caller's callback, and at the end,
+//! whatever happened (failures, `--timeout`, Ctrl-C, SIGTERM), removes every
+//! container and image labelled with the run id and restores the host's
+//! binfmt_misc entries. It never prints.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use qus_registrar::binfmt::Binfmt;
+use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use super::step::{StepContext, error_chain, humantime, run_step};
+use crate::host::HostGuard;
+use crate::plan::Planned;
+use crate::report::{
+    Collector, Event, InstanceId, Phase, RunSummary, ScenarioResult, Status, Stream,
+};
+use crate::runtime::{RUN_LABEL, Runtime};
+use crate::scenario::{Instance, Step};
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Labels every container and image; names the run in reports.
+    pub run_id: String,
+    /// How many instances may run at once.
+    pub jobs: usize,
+    /// Stop starting instances after the first failure.
+    pub fail_fast: bool,
+    /// Limit for the whole run.
+    pub timeout: Option<Duration>,
+    /// Limit for a step that sets none.
+    pub step_timeout: Duration,
+    /// Leave containers and images in place (`--keep`).
+    pub keep: bool,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunEnd {
+    /// The counts.
+    pub summary: RunSummary,
+    /// Why the run stopped early, if it did (`interrupted by SIGINT`).
+    pub interrupted: Option<String>,
+    /// Set when the host's binfmt_misc state could not be restored.
+    pub restore_error: Option<String>,
+}
+
+/// Runs the plan on `runtime`; see the module documentation.
+pub fn run<R: Runtime + 'static>(
+    tokio: &tokio::runtime::Runtime,
+    runtime: R,
+    planned: Vec<Planned>,
+    options: RunOptions,
+    guard: Option<HostGuard>,
+    mut on_event: impl FnMut(&Event),
+) -> std::io::Result<RunEnd> {
+    tokio.block_on(async move {
+        let start = Instant::now();
+        let runtime = Arc::new(runtime);
+        let mut collector = Collector::new();
+        let mut emit = |event: Event, collector: &mut Collector| {
+            collector.handle(&event);
+            on_event(&event);
+        };
+        emit(
+            Event::RunStarted {
+                run_id: options.run_id.clone(),
+                runtime: runtime.kind().as_str().to_owned(),
+                started_at: SystemTime::now(),
+                instances: planned.len(),
+                jobs: options.jobs,
+            },
+            &mut collector,
+        );
+        let all_ids: Vec<InstanceId> = planned.iter().map(|p| instance_id(&p.instance)).collect();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let mut scheduler = tokio::spawn(schedule(runtime.clone(), planned, options.clone(), tx));
+        let mut interrupted = None;
+        let mut scheduler_done = false;
+        let deadline = async {
+            match options.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(deadline);
+        let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut started = BTreeSet::new();
+        loop {
+            tokio::select! {
+                event = rx.recv() => match event {
+                    Some(event) => {
+                        if let Event::ScenarioStarted { instance } | Event::ScenarioSkipped { instance, .. } = &event {
+                            started.insert(instance.id.clone());
+                        }
+                        emit(event, &mut collector);
+                    }
+                    // Every sender is gone: the scheduler and its tasks ended.
+                    None => break,
+                },
+                _ = &mut scheduler, if !scheduler_done => scheduler_done = true,
+                _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
+                    interrupted = Some("interrupted by SIGINT".to_owned());
+                    scheduler.abort();
+                }
+                _ = sigterm.recv(), if interrupted.is_none() => {
+                    interrupted = Some("interrupted by SIGTERM".to_owned());
+                    scheduler.abort();
+                }
+                _ = &mut deadline, if interrupted.is_none() => {
+                    interrupted = Some(format!("the run timed out after {}", humantime(options.timeout.unwrap_or_default())));
+                    scheduler.abort();
+                }
+            }
+        }
+        if let Some(reason) = &interrupted {
+            for id in all_ids.into_iter().filter(|id| !started.contains(&id.id)) {
+                emit(
+                    Event::ScenarioSkipped {
+                        instance: id,
+                        reason: format!("not run: {reason}"),
+                    },
+                    &mut collector,
+                );
+            }
+        }
+        // The backstop for containers whose own guard could not finish.
+        if !options.keep
+            && let Err(e) = runtime.remove_labelled(RUN_LABEL, &options.run_id).await
+        {
+            tracing::warn!("failed to remove the run's containers and images: {}", error_chain(&e));
+        }
+        let mut restore_error = None;
+        let mut restored = None;
+        if let Some(mut guard) = guard {
+            match guard.restore() {
+                Ok(report) => {
+                    restored = Some(true);
+                    emit(
+                        Event::HostStateRestored {
+                            entries: guard.entries(),
+                            changed: report.changed(),
+                        },
+                        &mut collector,
+                    );
+                }
+                Err(e) => {
+                    restored = Some(false);
+                    restore_error = Some(error_chain(&e));
+                }
+            }
+        }
+        let summary = collector.summary(start.elapsed(), restored);
+        emit(Event::RunFinished { summary: summary.clone() }, &mut collector);
+        Ok(RunEnd {
+            summary,
+            interrupted,
+            restore_error,
+        })
+    })
+}
+
+/// Starts every instance as its turn comes; returns when all ended.
+async fn schedule<R: Runtime + 'static>(
+    runtime: Arc<R>,
+    planned: Vec<Planned>,
+    options: RunOptions,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    // Readers share the host; an instance that writes binfmt_misc takes the
+    // write side and so runs alone.
+    let host = Arc::new(RwLock::new(()));
+    let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
+    let stop = Arc::new(AtomicBool::new(false));
+    let builds = Arc::new(AtomicUsize::new(0));
+    let mut tasks = JoinSet::new();
+    for p in planned {
+        let id = instance_id(&p.instance);
+        if let Some(reason) = p.skip.clone() {
+            let _ = tx.send(Event::ScenarioSkipped {
+                instance: id,
+                reason,
+            });
+            continue;
+        }
+        let disruptive = p.is_disruptive();
+        let (runtime, host, slots, stop, builds, tx, options) = (
+            runtime.clone(),
+            host.clone(),
+            slots.clone(),
+            stop.clone(),
+            builds.clone(),
+            tx.clone(),
+            options.clone(),
+        );
+        tasks.spawn(async move {
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let _host = if disruptive {
+                HostAccess::Exclusive(host.write_owned().await)
+            } else {
+                HostAccess::Shared(host.read_owned().await)
+            };
+            if stop.load(Ordering::SeqCst) {
+                let _ = tx.send(Event::ScenarioSkipped {
+                    instance: id,
+                    reason: "not run: --fail-fast after an earlier failure".into(),
+                });
+                return;
+            }
+            let binfmt = Binfmt::default();
+            let ctx = StepContext {
+                runtime: runtime.as_ref(),
+                run_id: &options.run_id,
+                scenario: &p.instance.scenario,
+                binfmt: &binfmt,
+                default_timeout: options.step_timeout,
+                builds: &builds,
+            };
+            let result = run_instance(&ctx, &p.instance, &id, &tx).await;
+            if result.status.is_failure() && options.fail_fast {
+                stop.store(true, Ordering::SeqCst);
+            }
+            let _ = tx.send(Event::ScenarioFinished {
+                instance: id,
+                result,
+            });
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Held while an instance runs.
+enum HostAccess {
+    Shared(
+        #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedRwLockReadGuard<()>,
+    ),
+    Exclusive(
+        #[expect(dead_code, reason = "held for its drop")] tokio::sync::OwnedRwLockWriteGuard<()>,
+    ),
+}
+
+/// Setup and steps until the first failure (within the instance's time
+/// limit), then every teardown step.
+async fn run_instance<R: Runtime>(
+    ctx: &StepContext<'_, R>,
+    instance: &Instance,
+    id: &InstanceId,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> ScenarioResult {
+    let _ = tx.send(Event::ScenarioStarted {
+        instance: id.clone(),
+    });
+    let start = Instant::now();
+    let mut steps = Vec::new();
+    let mut failure = None;
+    let body = async {
+        for (phase, list) in [
+            (Phase::Setup, &instance.setup),
+            (Phase::Main, &instance.steps),
+        ] {
+            for (index, step) in list.iter().enumerate() {
+                let status = one_step(ctx, id, tx, phase, index, step, &mut steps).await;
+                if status.is_failure() {
+                    return;
+                }
+            }
+        }
+    };
+    let timed_out = match instance.timeout {
+        Some(limit) => tokio::time::timeout(limit, body).await.is_err(),
+        None => {
+            body.await;
+            false
+        }
+    };
+    if timed_out {
+        failure = Some(format!(
+            "the scenario timed out after {}",
+            humantime(instance.timeout.unwrap_or_default())
+        ));
+    }
+    for (index, step) in instance.teardown.iter().enumerate() {
+        one_step(ctx, id, tx, Phase::Teardown, index, step, &mut steps).await;
+    }
+    let status = if timed_out {
+        Status::TimedOut
+    } else {
+        steps
+            .iter()
+            .map(|(_, _, _, r): &crate::report::StepRecord| r.status)
+            .find(|s| s.is_failure())
+            .unwrap_or(Status::Passed)
+    };
+    ScenarioResult {
+        status,
+        duration: start.elapsed(),
+        steps,
+        failure,
+    }
+}
+
+async fn one_step<R: Runtime>(
+    ctx: &StepContext<'_, R>,
+    id: &InstanceId,
+    tx: &mpsc::UnboundedSender<Event>,
+    phase: Phase,
+    index: usize,
+    step: &Step,
+    steps: &mut Vec<crate::report::StepRecord>,
+) -> Status {
+    let name = step.label();
+    let _ = tx.send(Event::StepStarted {
+        instance: id.clone(),
+        phase,
+        index,
+        name: name.clone(),
+    });
+    let result = run_step(ctx, step).await;
+    for (stream, text) in [
+        (Stream::Stdout, &result.stdout),
+        (Stream::Stderr, &result.stderr),
+    ] {
+        if !text.is_empty() {
+            let _ = tx.send(Event::StepOutput {
+                instance: id.clone(),
+                stream,
+                chunk: text.clone(),
+            });
+        }
+    }
+    let status = result.status;
+    let _ = tx.send(Event::StepFinished {
+        instance: id.clone(),
+        phase,
+        index,
+        name: name.clone(),
+        result: result.clone(),
+    });
+    steps.push((phase, index, name, result));
+    status
+}
+
+/// The reporting identity of an instance.
+pub fn instance_id(instance: &Instance) -> InstanceId {
+    let mut id = InstanceId::new(
+        instance.scenario.clone(),
+        instance
+            .matrix
+            .iter()
+            .map(|(k, v)| (k.clone(), v.label().to_owned()))
+            .collect(),
+        instance.tags.clone(),
+        instance.path.clone(),
+    );
+    // The scenario module names instances; keep its id so filters, plans
+    // and reports agree.
+    id.id = instance.id.clone();
+    id
+}

@@ -1,0 +1,308 @@
+//! `qus-harness run` end to end on a real Docker Engine.
+//!
+//! Compiled with `--features docker`. Each trial runs the real binary on the
+//! scenarios in `tests/fixtures/docker/`, whose images are built offline from
+//! a static tool (`tests/fixtures/tool/tool.c`, compiled here). Without an
+//! engine (or gcc) every trial is *ignored* with the reason; with
+//! `QUS_REQUIRE_ENGINES=1` that is a failure. Each trial checks that no
+//! container or image with its run label is left behind.
+#![cfg(feature = "docker")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use qus_registrar::binfmt::Binfmt;
+
+type Body = fn(&Path) -> Result<(), Failed>;
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // Trials share the engine and, for one of them, the host's binfmt_misc.
+    args.test_threads = Some(1);
+    let trials: &[(&str, Body)] = &[
+        ("a_passing_run_exits_0_with_a_junit_report", passing_run),
+        ("a_failing_run_exits_1_with_a_readable_diff", failing_run),
+        ("a_step_timeout_kills_the_container", step_timeout),
+        (
+            "ctrl_c_mid_run_cleans_up_and_restores_binfmt",
+            ctrl_c_mid_run,
+        ),
+        ("two_runs_in_parallel_both_pass", two_runs_in_parallel),
+    ];
+    let trials = trials
+        .iter()
+        .map(|&(name, body)| {
+            Trial::ignorable_test(name, move || match prerequisites() {
+                Ok(context) => body(context).map(|()| Completion::Completed),
+                Err(reason) if require_engines() => {
+                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
+                }
+                Err(reason) => Ok(Completion::ignored_with(reason)),
+            })
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn require_engines() -> bool {
+    std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1")
+}
+
+/// The build context of the tool image, made once: `Err` says what is missing.
+fn prerequisites() -> Result<&'static Path, String> {
+    static CONTEXT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    CONTEXT
+        .get_or_init(|| {
+            let docker = Command::new("docker")
+                .args(["version", "--format", "{{.Server.Version}}"])
+                .output();
+            match docker {
+                Ok(o) if o.status.success() => {}
+                Ok(o) => {
+                    return Err(format!(
+                        "docker is unavailable: {}",
+                        String::from_utf8_lossy(&o.stderr).trim()
+                    ));
+                }
+                Err(e) => return Err(format!("docker is unavailable: {e}")),
+            }
+            let dir = std::env::temp_dir().join(format!("qus-run-docker-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tool/tool.c");
+            let gcc = Command::new("gcc")
+                .args(["-static", "-Os", "-o"])
+                .arg(dir.join("tool"))
+                .arg(&source)
+                .output()
+                .map_err(|e| format!("gcc is unavailable: {e}"))?;
+            if !gcc.status.success() {
+                return Err(format!(
+                    "gcc -static failed: {}",
+                    String::from_utf8_lossy(&gcc.stderr)
+                ));
+            }
+            std::fs::write(
+                dir.join("Containerfile"),
+                "FROM scratch\nCOPY tool /tool\nENTRYPOINT [\"/tool\"]\n",
+            )
+            .map_err(|e| e.to_string())?;
+            Ok(dir)
+        })
+        .as_deref()
+        .map_err(Clone::clone)
+}
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/docker")
+        .join(name)
+}
+
+fn harness(context: &Path, run_id: &str, files: &[&str], extra: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_qus-harness"));
+    c.arg("run")
+        .args(files.iter().map(|f| scenario(f)))
+        .args([
+            "--runtime",
+            "docker",
+            "--require-engine",
+            "--run-id",
+            run_id,
+        ])
+        .arg("--var")
+        .arg(format!("TOOL_CONTEXT={}", context.display()))
+        .args(extra)
+        .env("CI", "true");
+    c
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn check(cond: bool, what: impl Into<String>) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(what.into().into())
+    }
+}
+
+fn expect_exit(out: &Output, code: i32) -> Result<(), Failed> {
+    check(
+        out.status.code() == Some(code),
+        format!(
+            "expected exit {code}, got {:?}\nstdout:\n{}\nstderr:\n{}",
+            out.status.code(),
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
+    )
+}
+
+/// Containers and images still carrying the run's label.
+fn leftovers(run_id: &str) -> Result<Vec<String>, Failed> {
+    let filter = format!("label=io.qus.run={run_id}");
+    let mut left = Vec::new();
+    for what in [
+        &["ps", "-aq", "--filter"][..],
+        &["images", "-q", "--filter"],
+    ] {
+        let out = Command::new("docker").args(what).arg(&filter).output()?;
+        left.extend(text(&out.stdout).lines().map(str::to_owned));
+    }
+    Ok(left)
+}
+
+fn no_leftovers(run_id: &str) -> Result<(), Failed> {
+    let left = leftovers(run_id)?;
+    check(
+        left.is_empty(),
+        format!("left behind with run label `{run_id}`: {left:?}"),
+    )
+}
+
+fn unique(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("test-{name}-{}-{nanos}", std::process::id())
+}
+
+fn passing_run(context: &Path) -> Result<(), Failed> {
+    let run_id = unique("pass");
+    let junit = std::env::temp_dir().join(format!("{run_id}.xml"));
+    let out = harness(
+        context,
+        &run_id,
+        &["pass.yaml"],
+        &["--junit", junit.to_str().unwrap()],
+    )
+    .output()?;
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains("1 passed, 0 failed, 0 skipped"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    let xml = std::fs::read_to_string(&junit)?;
+    let _ = std::fs::remove_file(&junit);
+    check(
+        xml.contains(r#"tests="1""#) && xml.contains(r#"failures="0""#),
+        format!("junit:\n{xml}"),
+    )?;
+    check(
+        xml.contains("docker-pass"),
+        "the JUnit report does not name the scenario",
+    )?;
+    no_leftovers(&run_id)
+}
+
+fn failing_run(context: &Path) -> Result<(), Failed> {
+    let run_id = unique("fail");
+    let out = harness(context, &run_id, &["fail.yaml", "pass.yaml"], &[]).output()?;
+    expect_exit(&out, 1)?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains(r#"stdout: expected "aarch64\n", got "x86_64\n""#),
+        format!("no readable diff in:\n{stdout}"),
+    )?;
+    check(
+        stdout.contains("1 passed, 1 failed, 0 skipped"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    no_leftovers(&run_id)
+}
+
+fn step_timeout(context: &Path) -> Result<(), Failed> {
+    let run_id = unique("timeout");
+    let start = Instant::now();
+    let out = harness(context, &run_id, &["timeout.yaml"], &[]).output()?;
+    expect_exit(&out, 1)?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains("TIMEOUT") && stdout.contains("timed out after 2s"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    // Output written before the kill is kept.
+    check(stdout.contains("started"), format!("stdout:\n{stdout}"))?;
+    check(
+        start.elapsed() < Duration::from_secs(50),
+        format!("took {:?}", start.elapsed()),
+    )?;
+    no_leftovers(&run_id)
+}
+
+fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (the scenario writes binfmt_misc)".into());
+    }
+    let binfmt = Binfmt::default();
+    let before = binfmt.snapshot()?;
+    let run_id = unique("interrupt");
+    let child = harness(context, &run_id, &["interrupt.yaml"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Wait until the long container runs.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let out = Command::new("docker")
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=io.qus.run={run_id}"),
+            ])
+            .output()?;
+        if !text(&out.stdout).trim().is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the scenario's container never started".into());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).expect("a child pid is positive"),
+        rustix::process::Signal::INT,
+    )?;
+    let start = Instant::now();
+    let out = child.wait_with_output()?;
+    expect_exit(&out, 130)?;
+    check(
+        start.elapsed() < Duration::from_secs(60),
+        format!("took {:?} to stop", start.elapsed()),
+    )?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains("host binfmt state restored"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    no_leftovers(&run_id)?;
+    let after = binfmt.snapshot()?;
+    check(
+        after.entries == before.entries,
+        "binfmt_misc entries differ after the interrupted run",
+    )
+}
+
+fn two_runs_in_parallel(context: &Path) -> Result<(), Failed> {
+    let ids = [unique("par-a"), unique("par-b")];
+    let children: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            harness(context, id, &["pass.yaml"], &[])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    for child in children {
+        expect_exit(&child.wait_with_output()?, 0)?;
+    }
+    ids.iter().try_for_each(|id| no_leftovers(id))
+}
