@@ -8,14 +8,19 @@
 
 use std::io::{self, IsTerminal as _};
 
-use crate::cli::{Cli, Command, PathsArgs, RunArgs, RuntimeChoice, SelectArgs, exit};
+use crate::cli::{
+    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, PathsArgs,
+    RunArgs, RuntimeChoice, SelectArgs, exit,
+};
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
 use crate::runner::{self, RunOptions, error_chain};
-use crate::runtime::{DockerRuntime, HostRuntime, Runtime};
+use crate::runtime::{
+    DockerRuntime, HostRuntime, PodmanRuntime, Runtime, SingularityRuntime, copy_image_from_docker,
+};
 use crate::scenario::{self, Instance, Scenario, VarOverrides};
 
 /// Runs a parsed command line; returns the exit status.
@@ -33,6 +38,9 @@ pub fn main(cli: Cli) -> u8 {
         }
         Command::List(paths) => list(&paths),
         Command::Plan(select) => show_plan(&select),
+        Command::Doctor(args) => doctor(&args),
+        Command::Images(ImagesCommand::Build(args)) => images_build(&args),
+        Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
     }
 }
 
@@ -152,36 +160,157 @@ fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
 /// A connected engine, whichever was chosen.
 enum Engine {
     Docker(DockerRuntime),
+    Podman(PodmanRuntime),
+    Singularity(SingularityRuntime),
     Host(HostRuntime),
 }
 
-/// Connects the chosen engine. For `auto`, the first that answers; for an
-/// explicit choice, that engine or the error saying why it is unusable.
-async fn connect(choice: RuntimeChoice) -> (Engine, Result<(), String>) {
-    match choice {
-        RuntimeChoice::Docker => match DockerRuntime::connect().await {
-            Ok(d) => {
-                let probe = d.probe().await.map(|_| ()).map_err(|e| error_chain(&e));
-                (Engine::Docker(d), probe)
-            }
-            Err(e) => (Engine::Host(HostRuntime::new()), Err(error_chain(&e))),
+/// Runs `$body` with `$rt` bound to the engine's runtime, whatever its type
+/// (the runner is generic over the closed set of engines).
+macro_rules! with_engine {
+    ($engine:expr, $rt:ident => $body:expr) => {
+        match $engine {
+            Engine::Docker($rt) => $body,
+            Engine::Podman($rt) => $body,
+            Engine::Singularity($rt) => $body,
+            Engine::Host($rt) => $body,
+        }
+    };
+}
+
+/// The Apptainer/Singularity command: the flag or `QUS_SINGULARITY_BIN`,
+/// else `apptainer`, else `singularity`, whichever is on `PATH`.
+fn singularity_bin(select: &SelectArgs) -> String {
+    select.singularity_bin.clone().unwrap_or_else(|| {
+        ["apptainer", "singularity"]
+            .into_iter()
+            .find(|b| which::which(b).is_ok())
+            .unwrap_or("apptainer")
+            .to_owned()
+    })
+}
+
+async fn connect_singularity(select: &SelectArgs) -> Result<SingularityRuntime, String> {
+    let rt = SingularityRuntime::connect(singularity_bin(select))
+        .await
+        .map_err(|e| error_chain(&e))?;
+    Ok(match &select.singularity_prefix {
+        Some(prefix) => rt.with_prefix(prefix.split_whitespace().map(str::to_owned)),
+        None => rt,
+    })
+}
+
+/// Connects the chosen engine and probes it. For `auto`, the first that
+/// answers of Docker, Podman, Apptainer/Singularity, else the host; for an
+/// explicit choice, that engine or the reason it is unusable.
+async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
+    async fn probed<R: Runtime>(rt: R) -> Result<R, String> {
+        rt.probe().await.map(|_| rt).map_err(|e| error_chain(&e))
+    }
+    let docker = || async {
+        probed(
+            DockerRuntime::connect()
+                .await
+                .map_err(|e| error_chain(&e))?,
+        )
+        .await
+    };
+    let podman = || async {
+        probed(
+            PodmanRuntime::connect()
+                .await
+                .map_err(|e| error_chain(&e))?,
+        )
+        .await
+    };
+    let singularity = || async { probed(connect_singularity(select).await?).await };
+    let host = || Engine::Host(HostRuntime::new());
+    match select.runtime {
+        RuntimeChoice::Docker => match docker().await {
+            Ok(d) => (Engine::Docker(d), Ok(())),
+            Err(e) => (host(), Err(e)),
         },
+        RuntimeChoice::Podman => match podman().await {
+            Ok(p) => (Engine::Podman(p), Ok(())),
+            Err(e) => (host(), Err(e)),
+        },
+        RuntimeChoice::Singularity => match singularity().await {
+            Ok(s) => (Engine::Singularity(s), Ok(())),
+            Err(e) => (host(), Err(e)),
+        },
+        RuntimeChoice::Host => (host(), Ok(())),
         RuntimeChoice::Auto => {
-            if let Ok(d) = DockerRuntime::connect().await
-                && d.probe().await.is_ok()
-            {
+            if let Ok(d) = docker().await {
                 return (Engine::Docker(d), Ok(()));
             }
-            (Engine::Host(HostRuntime::new()), Ok(()))
+            if let Ok(p) = podman().await {
+                return (Engine::Podman(p), Ok(()));
+            }
+            if let Ok(s) = singularity().await {
+                return (Engine::Singularity(s), Ok(()));
+            }
+            (host(), Ok(()))
         }
-        RuntimeChoice::Host => (Engine::Host(HostRuntime::new()), Ok(())),
-        RuntimeChoice::Podman | RuntimeChoice::Singularity => (
-            Engine::Host(HostRuntime::new()),
-            Err(format!(
-                "the `{choice:?}` runtime is not available in this build"
-            )),
-        ),
     }
+}
+
+/// Podman has its own image store: copy from Docker every image the plan
+/// refers to that Podman lacks and Docker has (the images `qus-harness
+/// images` builds with Docker, fixtures included).
+async fn share_images_with_podman(podman: &PodmanRuntime, planned: &[Planned]) {
+    let Ok(docker) = DockerRuntime::connect().await else {
+        return;
+    };
+    let mut images = std::collections::BTreeSet::new();
+    for p in planned.iter().filter(|p| p.skip.is_none()) {
+        let i = &p.instance;
+        for step in i.setup.iter().chain(&i.steps).chain(&i.teardown) {
+            match &step.action {
+                scenario::Action::Run(r) => {
+                    images.insert(r.image.clone());
+                }
+                scenario::Action::Register(r) => {
+                    if let scenario::Registrar::Image(image) = &r.registrar {
+                        images.insert(image.clone());
+                    }
+                }
+                scenario::Action::Reset(r) => images.extend(r.image.clone()),
+                scenario::Action::Build(b) => {
+                    if let scenario::BuildSource::Containerfile(text) = &b.source {
+                        images.extend(from_images(text));
+                    }
+                }
+                scenario::Action::Binfmt(_) | scenario::Action::Exec(_) => {}
+            }
+        }
+    }
+    for image in images {
+        if podman.image_exists(&image).await.unwrap_or(false)
+            || !docker.image_exists(&image).await.unwrap_or(false)
+        {
+            continue;
+        }
+        match copy_image_from_docker(&docker, podman, &image).await {
+            Ok(()) => tracing::info!("copied `{image}` from docker to podman"),
+            Err(e) => tracing::warn!(
+                "failed to copy `{image}` from docker to podman: {}",
+                error_chain(&e)
+            ),
+        }
+    }
+}
+
+/// The images named by `FROM` lines of a Containerfile.
+fn from_images(containerfile: &str) -> Vec<String> {
+    containerfile
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace();
+            words.next().filter(|w| w.eq_ignore_ascii_case("FROM"))?;
+            words.find(|w| !w.starts_with("--")).map(str::to_owned)
+        })
+        .filter(|image| image != "scratch")
+        .collect()
 }
 
 fn tokio_runtime() -> io::Result<tokio::runtime::Runtime> {
@@ -202,12 +331,9 @@ fn show_plan(select: &SelectArgs) -> u8 {
             return exit::ENVIRONMENT;
         }
     };
-    let (engine, probe) = tokio.block_on(connect(select.runtime));
+    let (engine, probe) = tokio.block_on(connect(select));
     let host = HostInfo::read();
-    let planned = match &engine {
-        Engine::Docker(d) => plan::plan(instances, d, probe, &host),
-        Engine::Host(h) => plan::plan(instances, h, probe, &host),
-    };
+    let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
     print_plan(&planned);
     exit::OK
 }
@@ -251,7 +377,7 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return exit::ENVIRONMENT;
         }
     };
-    let (engine, probe) = tokio.block_on(connect(args.select.runtime));
+    let (engine, probe) = tokio.block_on(connect(&args.select));
     let require =
         args.require_engine || std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1");
     if let (true, Err(e)) = (require, &probe) {
@@ -260,10 +386,10 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::ENVIRONMENT;
     }
     let host = HostInfo::read();
-    let planned = match &engine {
-        Engine::Docker(d) => plan::plan(instances, d, probe, &host),
-        Engine::Host(h) => plan::plan(instances, h, probe, &host),
-    };
+    let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
+    if let Engine::Podman(p) = &engine {
+        tokio.block_on(share_images_with_podman(p, &planned));
+    }
     // Save the host's binfmt_misc state whenever we could change it.
     let guard = if host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing {
         match HostGuard::take(qus_registrar::binfmt::Binfmt::default()) {
@@ -291,10 +417,8 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);
-    let end = match engine {
-        Engine::Docker(d) => runner::run(&tokio, d, planned, options, guard, &mut on_event),
-        Engine::Host(h) => runner::run(&tokio, h, planned, options, guard, &mut on_event),
-    };
+    let end =
+        with_engine!(engine, rt => runner::run(&tokio, rt, planned, options, guard, &mut on_event));
     let report_result = reporters.finish();
     let end = match end {
         Ok(end) => end,
@@ -352,4 +476,211 @@ fn default_run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     format!("run-{secs}-{}", std::process::id())
+}
+
+fn doctor(args: &DoctorArgs) -> u8 {
+    let tokio = match tokio_runtime() {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: failed to start the async runtime: {e}");
+            return exit::ENVIRONMENT;
+        }
+    };
+    let mut inputs = tokio.block_on(crate::doctor::Inputs::gather());
+    // Plan the scenarios only when there are some to plan: the default
+    // directory may not exist where doctor runs.
+    let paths = &args.select.paths.paths;
+    if paths.iter().all(|p| p.exists()) {
+        let Ok(instances) = instances(&args.select, scenario::DEFAULT_RUN_ID) else {
+            return exit::USAGE;
+        };
+        let (engine, probe) = tokio.block_on(connect(&args.select));
+        let host = HostInfo::read();
+        let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
+        inputs = inputs.with_scenarios(
+            planned
+                .into_iter()
+                .map(|p| (p.instance.id, p.skip))
+                .collect(),
+        );
+    }
+    let checks = crate::doctor::checks(&inputs);
+    let written = if args.json {
+        serde_json::to_writer_pretty(io::stdout().lock(), &crate::doctor::render_json(&checks))
+            .map_err(io::Error::other)
+            .map(|()| println!())
+    } else {
+        crate::doctor::render_text(&checks, &mut io::stdout().lock())
+    };
+    if let Err(e) = written
+        && e.kind() != io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: failed to write the report: {e}");
+        return exit::ENVIRONMENT;
+    }
+    crate::doctor::exit_code(&checks)
+}
+
+/// Prints one line per finished step (`done  12.3s  image qus/...:latest`),
+/// and one when a step starts, so a slow debootstrap shows it is alive.
+fn images_progress(event: &crate::images::ImagesEvent) {
+    use crate::images::{ImagesEvent, StepOutcome};
+    match event {
+        ImagesEvent::StepStarted { step } => println!("start          {}", describe(step)),
+        ImagesEvent::StepFinished {
+            step,
+            outcome,
+            elapsed,
+        } => {
+            let secs = elapsed.as_secs_f64();
+            match outcome {
+                StepOutcome::Done => println!("done   {secs:6.1}s  {}", describe(step)),
+                StepOutcome::Skipped { reason } => {
+                    println!("skip   {secs:6.1}s  {}: {reason}", describe(step))
+                }
+                StepOutcome::Failed { message } => {
+                    println!("FAIL   {secs:6.1}s  {}: {message}", describe(step))
+                }
+            }
+        }
+    }
+}
+
+fn describe(step: &crate::images::Step) -> String {
+    use crate::images::Step;
+    match step {
+        Step::FetchDeb { version } => format!(
+            "apt-get download qemu-user-static{}",
+            version
+                .as_deref()
+                .map(|v| format!("={v}"))
+                .unwrap_or_default()
+        ),
+        Step::UnpackDeb { path } => format!("unpack {}", path.display()),
+        Step::CompileRegistrar { workspace } => {
+            format!("compile a static qus-register in {}", workspace.display())
+        }
+        Step::CheckRegistrar { path } => format!("check {} is static", path.display()),
+        Step::HashInputs => "hash the inputs (recipe)".into(),
+        Step::Image { tags } => format!("image {}", tags.join(", ")),
+        Step::WriteArtifacts { dir } => format!("release artifacts in {}", dir.display()),
+        Step::RegisterHandlers { entries } => format!("register {}", entries.join(", ")),
+        Step::Rootfs { arch, tarball } => format!("debootstrap {arch} ({})", tarball.display()),
+    }
+}
+
+fn images_build(args: &ImagesBuildArgs) -> u8 {
+    use crate::images::{BuildOptions, DebSource, RegistrarSource};
+    let mut options = BuildOptions {
+        repo: args.repo.clone(),
+        deb: match (&args.deb, &args.qemu_version) {
+            (Some(path), _) => DebSource::File(path.clone()),
+            (None, version) => DebSource::Apt {
+                version: version.clone(),
+            },
+        },
+        output_dir: args.output.clone(),
+        force: args.force,
+        handle_ctrl_c: true,
+        ..BuildOptions::default()
+    };
+    if let Some(path) = &args.registrar {
+        options.registrar = RegistrarSource::File(path.clone());
+    }
+    match crate::images::build(&options, &images_progress) {
+        Ok(report) => {
+            println!(
+                "qemu-user-static {} (images {}), qus-register {}, host {}",
+                report.qemu_version, report.version, report.registrar_version, report.host_arch
+            );
+            print_images(&report.images);
+            for artifact in &report.artifacts {
+                println!("artifact  {}", artifact.display());
+            }
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            exit::FAILED
+        }
+    }
+}
+
+fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
+    use crate::images::{DebianArch, FixtureOptions};
+    let mut options = FixtureOptions {
+        mirror: args.mirror.clone(),
+        force: args.force,
+        handle_ctrl_c: true,
+        ..FixtureOptions::default()
+    };
+    if let Some(dir) = &args.cache_dir {
+        options.cache_dir = dir.clone();
+    }
+    if let Some(list) = &args.arches {
+        let mut arches = Vec::new();
+        for name in list
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty() && *s != "none")
+        {
+            match name.parse::<DebianArch>() {
+                Ok(a) => arches.push(a),
+                Err(e) => {
+                    eprintln!("error: invalid value `{name}` for `--arches`: {e}");
+                    return exit::USAGE;
+                }
+            }
+        }
+        options.arches = arches;
+    }
+    match crate::images::fixtures(&options, &images_progress) {
+        Ok(report) => {
+            for r in &report.rootfs {
+                let how = if r.debootstrapped {
+                    "debootstrapped"
+                } else {
+                    "from cache"
+                };
+                println!(
+                    "rootfs    {} ({how}, uname {}) {}",
+                    r.image,
+                    r.uname,
+                    r.tarball.display()
+                );
+            }
+            print_images(&report.images);
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            exit::FAILED
+        }
+    }
+}
+
+fn print_images(images: &[crate::images::BuiltImage]) {
+    use crate::images::ImageStatus;
+    let (mut built, mut unchanged) = (0, 0);
+    for image in images {
+        let status = match image.status {
+            ImageStatus::Built => {
+                built += 1;
+                "built    "
+            }
+            ImageStatus::Retagged => {
+                built += 1;
+                "retagged "
+            }
+            ImageStatus::Unchanged => {
+                unchanged += 1;
+                "unchanged"
+            }
+        };
+        println!("{status} {}", image.tags.join(", "));
+    }
+    println!(
+        "{} images: {built} built or retagged, {unchanged} unchanged",
+        images.len()
+    );
 }

@@ -62,6 +62,95 @@ pub enum Command {
     List(PathsArgs),
     /// Show the expanded instances of a run, in order, with skip reasons.
     Plan(SelectArgs),
+    /// Check this machine: kernel, binfmt_misc, user namespace, systemd,
+    /// registered entries, engines, privileges, and which scenarios would
+    /// be skipped here and why. Exit 0 when no check fails.
+    Doctor(DoctorArgs),
+    /// Build the images qus ships and the fixture images scenarios use.
+    #[command(subcommand)]
+    Images(ImagesCommand),
+}
+
+/// `images` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// Build `<repo>:latest`, `:register`, the per-target images and the
+    /// release artifacts from Debian's qemu-user-static package.
+    Build(ImagesBuildArgs),
+    /// Build the foreign-architecture Debian images (debootstrap, cached by
+    /// recipe) and the per-target probe images.
+    Fixtures(ImagesFixturesArgs),
+}
+
+/// `images build` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesBuildArgs {
+    /// The qemu-user-static .deb to use; default: `apt-get download`.
+    #[arg(long, value_name = "PATH", conflicts_with = "qemu_version")]
+    pub deb: Option<PathBuf>,
+
+    /// The Debian version of qemu-user-static to download
+    /// (`1:7.2+dfsg-7+deb12u18`); default: the archive's candidate.
+    #[arg(long, value_name = "V")]
+    pub qemu_version: Option<String>,
+
+    /// Repository of every tag.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "qus/qemu-user-static",
+        env = "QUS_REPO"
+    )]
+    pub repo: String,
+
+    /// A prebuilt static `qus-register`; default: compiled from this
+    /// workspace with glibc `crt-static`.
+    #[arg(long, value_name = "PATH")]
+    pub registrar: Option<PathBuf>,
+
+    /// Write the release artifacts (`qemu-<to>-static`, tarballs,
+    /// `SHA256SUMS`) here.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Rebuild images whose recipe label already matches.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `images fixtures` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesFixturesArgs {
+    /// Debian architectures to debootstrap (comma-separated); default:
+    /// arm64, armhf, ppc64el, s390x, i386. `none` builds only the probes.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub arches: Option<Vec<String>>,
+
+    /// Cache directory of root filesystem tarballs (`$QUS_CACHE_DIR`,
+    /// default `/var/cache/qus`).
+    #[arg(long, value_name = "DIR", env = "QUS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Debian mirror; default: the host's APT source.
+    #[arg(long, value_name = "URL")]
+    pub mirror: Option<String>,
+
+    /// Re-import and rebuild images whose recipe label already matches.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `doctor` flags.
+#[derive(Debug, Clone, Args)]
+pub struct DoctorArgs {
+    /// Print JSON (`schema_version`, `checks`, `summary`) instead of lines.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Scenarios to plan for the "would be skipped" check (skipped when the
+    /// default directory is absent).
+    #[command(flatten)]
+    pub select: SelectArgs,
 }
 
 /// Scenario files or directories.
@@ -120,6 +209,10 @@ pub struct SelectArgs {
     /// The Apptainer/Singularity command (a name on `PATH` or a path).
     #[arg(long, value_name = "CMD", env = "QUS_SINGULARITY_BIN")]
     pub singularity_bin: Option<String>,
+
+    /// Words put before every Apptainer/Singularity command (`sudo -n`).
+    #[arg(long, value_name = "WORDS", env = "QUS_SINGULARITY_PREFIX")]
+    pub singularity_prefix: Option<String>,
 }
 
 /// `run` flags.

@@ -4,12 +4,16 @@
 //! them into instances; [`plan`] selects them and decides skips; [`runner`]
 //! executes them on a [`runtime`] (Docker, Podman, Apptainer or the host)
 //! with the host's binfmt_misc state guarded by [`host`]; [`report`] turns
-//! the events into console output, JUnit and JSON.
+//! the events into console output, JUnit and JSON. [`images`] builds the
+//! images qus ships and the fixtures scenarios use; [`doctor`] checks a
+//! machine.
 #![warn(missing_docs)]
 
 pub mod app;
 pub mod cli;
+pub mod doctor;
 pub mod host;
+pub mod images;
 pub mod plan;
 pub mod report;
 pub mod runner;

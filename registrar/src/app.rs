@@ -564,6 +564,12 @@ fn status(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<u8> {
+    // Inside a fresh privileged container binfmt_misc is not mounted yet:
+    // mount it (as a registration would) so the status shows the host's
+    // registry. Where that is not allowed, it is reported as not mounted.
+    if binfmt.state() == MountState::NotMounted {
+        let _ = binfmt.mount();
+    }
     let state = binfmt.state();
     let all = if state == MountState::Mounted {
         match binfmt.list() {

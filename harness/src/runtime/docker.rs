@@ -1,20 +1,24 @@
-//! [`DockerRuntime`]: the [`Runtime`] on Docker Engine's API, through bollard.
+//! [`DockerRuntime`]: the [`Runtime`] on Docker Engine's API, through
+//! bollard, and [`ApiEngine`], the core it shares with
+//! [`PodmanRuntime`](super::PodmanRuntime) (Podman's Docker-compatible API).
 //!
 //! A run is exactly create, start, wait, logs and remove: no polling and no
-//! inspect on the hot path. Every container is removed by a guard, also
-//! when the run fails or its future is dropped. Privilege support is
-//! detected once (see [`DockerRuntime::probe`](Runtime::probe)) because some
-//! hosts refuse `--privileged`; the fallback lives here, never in scenarios.
-//! Nothing is ever pulled.
+//! inspect on the hot path (Podman 4.3 briefly reports a container state,
+//! `stopped`, that bollard cannot parse; waiting never sees it). Every
+//! container is removed by a guard, also when the run fails or its future is
+//! dropped. Privilege support is detected once (see
+//! [`DockerRuntime::probe`](Runtime::probe)) because some hosts refuse
+//! `--privileged`; the fallback lives here, never in scenarios. What differs
+//! between engines is data: an [`EngineProfile`]. Nothing is ever pulled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::models::{BuildInfo, ContainerCreateBody, HostConfig};
+use bollard::models::{BuildInfo, ContainerCreateBody, ContainerSummary, HostConfig, ImageSummary};
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, ListContainersOptions, ListImagesOptions,
     LogsOptions, RemoveContainerOptions, RemoveImageOptions,
@@ -50,6 +54,12 @@ const PROBE_COMMAND: &str = "/nonexistent";
 
 /// Bound on building the probe image.
 const PROBE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How many times a listing is retried while Podman answers with a
+/// transient error (see `list_labelled_containers`, `list_images`), and how
+/// long apart.
+const LIST_RETRIES: u32 = 50;
+const LIST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
 /// How long to wait for a killed container to report its exit.
 const KILL_GRACE: Duration = Duration::from_secs(10);
@@ -156,20 +166,20 @@ impl PrivilegeState {
         }
     }
 
-    /// The host configuration that grants this state's privileges.
-    fn host_config(&self) -> HostConfig {
+    /// `base` with this state's privileges granted.
+    fn grant(&self, base: HostConfig) -> HostConfig {
         match self.mode {
             PrivilegeMode::Privileged => HostConfig {
                 privileged: Some(true),
-                ..HostConfig::default()
+                ..base
             },
             PrivilegeMode::CapabilityFallback => HostConfig {
                 cap_add: Some(vec!["ALL".to_owned()]),
                 cap_drop: Some(self.cap_drop.clone()),
                 security_opt: Some(FALLBACK_SECURITY_OPT.map(str::to_owned).to_vec()),
-                ..HostConfig::default()
+                ..base
             },
-            PrivilegeMode::Unavailable | PrivilegeMode::NotApplicable => HostConfig::default(),
+            PrivilegeMode::Unavailable | PrivilegeMode::NotApplicable => base,
         }
     }
 
@@ -191,59 +201,84 @@ impl PrivilegeState {
     }
 }
 
-/// The [`Runtime`] on Docker Engine.
+/// What sets one engine speaking Docker's API apart from another: data,
+/// not code paths.
+#[derive(Debug, Clone)]
+pub(super) struct EngineProfile {
+    /// Which engine, for errors, logs and [`EngineInfo`].
+    pub(super) kind: RuntimeKind,
+    /// Settings every container gets before the spec's and the privilege
+    /// state's are layered on top (Podman's ulimits).
+    pub(super) host_config: HostConfig,
+    /// Whether the engine itself refuses to run a local image for another
+    /// platform than requested. Docker does; Podman 4.3's compat API
+    /// ignores the platform, so the core checks the image's metadata.
+    pub(super) enforces_platform: bool,
+    /// Whether images are force-removed. Docker's force only untags an
+    /// image with several names and deletes one stopped containers use.
+    /// Podman's also removes every container using the image *or one of
+    /// its parent layers*, which includes the working containers of other
+    /// builds sharing cached layers; there images are removed unforced, by
+    /// name.
+    pub(super) force_image_removal: bool,
+}
+
+impl EngineProfile {
+    /// Docker Engine: no settings beyond the spec's.
+    fn docker() -> Self {
+        Self {
+            kind: RuntimeKind::Docker,
+            host_config: HostConfig::default(),
+            enforces_platform: true,
+            force_image_removal: true,
+        }
+    }
+}
+
+/// The [`Runtime`] operations on any engine that speaks Docker's API.
 ///
-/// Cloning is cheap and clones share the connection and the privilege
+/// [`DockerRuntime`] and [`PodmanRuntime`](super::PodmanRuntime) wrap one
+/// each. Cloning is cheap and clones share the connection and the privilege
 /// detection.
 #[derive(Debug, Clone)]
-pub struct DockerRuntime {
-    docker: Docker,
+pub(super) struct ApiEngine {
+    /// The bollard client, with the negotiated API version.
+    pub(super) docker: Docker,
     endpoint: String,
+    profile: Arc<EngineProfile>,
     privilege: Arc<OnceCell<PrivilegeState>>,
     keep: bool,
 }
 
-impl DockerRuntime {
-    /// Connects where `DOCKER_HOST` says (the local socket when unset), as
-    /// the docker CLI does, and negotiates the API version.
-    ///
-    /// # Errors
-    ///
-    /// [`RuntimeError::Unreachable`] when the engine does not answer.
-    pub async fn connect() -> Result<Self, RuntimeError> {
-        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
-        Self::connect_with_host(&endpoint).await
-    }
-
+impl ApiEngine {
     /// Connects to `host` (`unix://`, `tcp://`, `http://`) and negotiates
     /// the API version.
-    ///
-    /// # Errors
-    ///
-    /// [`RuntimeError::Unreachable`] when the engine does not answer.
-    pub async fn connect_with_host(host: &str) -> Result<Self, RuntimeError> {
+    pub(super) async fn connect(profile: EngineProfile, host: &str) -> Result<Self, RuntimeError> {
         let unreachable = |source: BollardError| RuntimeError::Unreachable {
-            engine: RuntimeKind::Docker,
+            engine: profile.kind,
             endpoint: host.to_owned(),
             operation: Operation::Connect,
             source: Box::new(source),
         };
         let docker = Docker::connect_with_host(host).map_err(unreachable)?;
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
-        debug!(endpoint = host, api = %docker.client_version(), "connected to docker");
+        debug!(
+            engine = %profile.kind,
+            endpoint = host,
+            api = %docker.client_version(),
+            "connected"
+        );
         Ok(Self {
             docker,
             endpoint: host.to_owned(),
+            profile: Arc::new(profile),
             privilege: Arc::default(),
             keep: false,
         })
     }
 
     /// Uses `mode` for privileged runs instead of detecting it.
-    ///
-    /// [`PrivilegeMode::CapabilityFallback`] drops the capabilities missing
-    /// from this process's bounding set.
-    pub fn with_privilege_mode(mut self, mode: PrivilegeMode) -> Self {
+    pub(super) fn with_privilege_mode(mut self, mode: PrivilegeMode) -> Self {
         let state = match mode {
             PrivilegeMode::CapabilityFallback => PrivilegeState::fallback(self.fallback_drops()),
             mode => PrivilegeState {
@@ -257,19 +292,25 @@ impl DockerRuntime {
         self
     }
 
-    /// Leaves containers in place after runs (`--keep`), for debugging.
-    pub fn with_keep(mut self, keep: bool) -> Self {
+    /// Leaves containers in place after runs.
+    pub(super) fn with_keep(mut self, keep: bool) -> Self {
         self.keep = keep;
         self
     }
 
-    /// The endpoint this runtime talks to.
-    pub fn endpoint(&self) -> &str {
+    /// The endpoint this engine talks to.
+    pub(super) fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    fn classify(&self, operation: Operation, object: &str, err: BollardError) -> RuntimeError {
-        classify(&self.endpoint, operation, object, err)
+    /// Maps a bollard error of `operation` on `object` for this engine.
+    pub(super) fn classify(
+        &self,
+        operation: Operation,
+        object: &str,
+        err: BollardError,
+    ) -> RuntimeError {
+        classify(self.profile.kind, &self.endpoint, operation, object, err)
     }
 
     /// The privilege state, detecting it on first use.
@@ -317,7 +358,11 @@ impl DockerRuntime {
                 message: built.output.trim().to_owned(),
             });
         }
-        let image = CleanupGuard::image(self.docker.clone(), tag.clone());
+        let image = CleanupGuard::image(
+            self.docker.clone(),
+            tag.clone(),
+            self.profile.force_image_removal,
+        );
         let result = self.choose_privilege(&tag).await;
         if let Err(err) = image.remove().await {
             warn!(image = %tag, error = %err, "failed to remove the privilege probe image");
@@ -328,15 +373,16 @@ impl DockerRuntime {
     async fn choose_privilege(&self, image: &str) -> Result<PrivilegeState, RuntimeError> {
         let privileged = PrivilegeState::privileged();
         let Some(refusal) = self.refusal(image, &privileged).await? else {
-            info!("docker grants --privileged");
+            info!(engine = %self.profile.kind, "the engine grants --privileged");
             return Ok(privileged);
         };
         let mut fallback = PrivilegeState::fallback(self.fallback_drops());
         match self.refusal(image, &fallback).await? {
             None => {
                 warn!(
+                    engine = %self.profile.kind,
                     refusal = %refusal,
-                    "docker refused --privileged; privileged steps run with {}",
+                    "the engine refused --privileged; privileged steps run with {}",
                     fallback.describe()
                 );
                 fallback.note = Some(format!(
@@ -374,7 +420,7 @@ impl DockerRuntime {
                 PROBE_LABEL.to_owned(),
                 "privilege".to_owned(),
             )])),
-            host_config: Some(state.host_config()),
+            host_config: Some(state.grant(self.profile.host_config.clone())),
             ..ContainerCreateBody::default()
         };
         let created = self
@@ -510,16 +556,7 @@ impl DockerRuntime {
     }
 
     async fn remove_labelled_containers(&self, filter: &str) -> Result<usize, RuntimeError> {
-        let options = ListContainersOptions {
-            all: true,
-            filters: Some(label_filter(filter)),
-            ..ListContainersOptions::default()
-        };
-        let containers = self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .map_err(|e| self.classify(Operation::ListContainers, filter, e))?;
+        let containers = self.list_labelled_containers(filter).await?;
         let mut removed = 0;
         for id in containers.into_iter().filter_map(|c| c.id) {
             let guard = CleanupGuard::container(self.docker.clone(), id.clone(), false);
@@ -532,37 +569,152 @@ impl DockerRuntime {
         Ok(removed)
     }
 
-    async fn remove_labelled_images(&self, filter: &str) -> Result<usize, RuntimeError> {
+    /// The containers labelled `filter`. Podman 4.3 briefly reports a
+    /// stopping container's state as `stopped`, which bollard cannot parse
+    /// (here as in inspect); the listing is retried until it settles.
+    async fn list_labelled_containers(
+        &self,
+        filter: &str,
+    ) -> Result<Vec<ContainerSummary>, RuntimeError> {
+        let options = ListContainersOptions {
+            all: true,
+            filters: Some(label_filter(filter)),
+            ..ListContainersOptions::default()
+        };
+        let mut retries = 0;
+        loop {
+            match self.docker.list_containers(Some(options.clone())).await {
+                Err(BollardError::JsonDataError { message, .. })
+                    if retries < LIST_RETRIES && message.contains("unknown variant") =>
+                {
+                    debug!(label = filter, message, "retrying a container listing");
+                    retries += 1;
+                    tokio::time::sleep(LIST_RETRY_DELAY).await;
+                }
+                result => {
+                    return result.map_err(|e| self.classify(Operation::ListContainers, filter, e));
+                }
+            }
+        }
+    }
+
+    /// Lists images. Podman 4.3 fails a listing with "image not known" when
+    /// an image goes while it looks up parents (a concurrent removal); the
+    /// listing is retried until it settles.
+    async fn list_images(
+        &self,
+        options: ListImagesOptions,
+        filter: &str,
+    ) -> Result<Vec<ImageSummary>, RuntimeError> {
+        let mut retries = 0;
+        loop {
+            match self.docker.list_images(Some(options.clone())).await {
+                Err(BollardError::DockerResponseServerError {
+                    status_code: 500,
+                    message,
+                }) if retries < LIST_RETRIES && message.contains("image not known") => {
+                    debug!(label = filter, message, "retrying an image listing");
+                    retries += 1;
+                    tokio::time::sleep(LIST_RETRY_DELAY).await;
+                }
+                result => {
+                    return result.map_err(|e| self.classify(Operation::ListImages, filter, e));
+                }
+            }
+        }
+    }
+
+    /// The images labelled `filter` (not the layers under them), newest
+    /// first: an image built `FROM` another comes before it, as removal
+    /// needs.
+    async fn list_labelled_images(&self, filter: &str) -> Result<Vec<ImageSummary>, RuntimeError> {
         let options = ListImagesOptions {
             filters: Some(label_filter(filter)),
             ..ListImagesOptions::default()
         };
-        let images = self
-            .docker
-            .list_images(Some(options))
-            .await
-            .map_err(|e| self.classify(Operation::ListImages, filter, e))?;
+        let mut images = self.list_images(options, filter).await?;
+        images.sort_by(|a, b| (b.created, is_untagged(a)).cmp(&(a.created, is_untagged(b))));
+        Ok(images)
+    }
+
+    async fn remove_labelled_images(&self, filter: &str) -> Result<usize, RuntimeError> {
+        let images = self.list_labelled_images(filter).await?;
+        if self.profile.force_image_removal {
+            for image in &images {
+                let guard = CleanupGuard::image(self.docker.clone(), image.id.clone(), true);
+                guard
+                    .remove()
+                    .await
+                    .map_err(|e| self.classify(Operation::RemoveImage, &image.id, e))?;
+            }
+            return Ok(images.len());
+        }
+        // Unforced (Podman), named images first, by name: removal by ID
+        // fails for an image with several names, and removing its last name
+        // deletes it and prunes its unused untagged parents.
         let mut removed = 0;
-        for image in images {
-            let guard = CleanupGuard::image(self.docker.clone(), image.id.clone());
-            guard
-                .remove()
-                .await
-                .map_err(|e| self.classify(Operation::RemoveImage, &image.id, e))?;
+        for image in images.iter().filter(|i| !is_untagged(i)) {
+            for tag in image.repo_tags.iter().filter(|t| *t != UNTAGGED) {
+                let guard = CleanupGuard::image(self.docker.clone(), tag.clone(), false);
+                guard
+                    .remove()
+                    .await
+                    .map_err(|e| self.classify(Operation::RemoveImage, tag, e))?;
+            }
             removed += 1;
         }
-        Ok(removed)
+        Ok(removed + self.remove_untagged_images(filter).await?)
     }
-}
 
-impl Runtime for DockerRuntime {
-    fn kind(&self) -> RuntimeKind {
-        RuntimeKind::Docker
+    /// Removes the untagged images labelled `filter` that are left after
+    /// their named children went: layers of failed builds, and layers that
+    /// were in use. Podman (which labels every layer of a build) removes an
+    /// image without layers of its own from under its children, leaving an
+    /// image whose parent is unknown and breaking every image listing; so
+    /// an image that is still some image's parent stays, and so does one a
+    /// container uses.
+    async fn remove_untagged_images(&self, filter: &str) -> Result<usize, RuntimeError> {
+        let mut removed = 0;
+        loop {
+            let options = ListImagesOptions {
+                all: true,
+                ..ListImagesOptions::default()
+            };
+            // Podman lists parents without the `sha256:` its IDs have.
+            let parents: HashSet<String> = self
+                .list_images(options, filter)
+                .await?
+                .into_iter()
+                .map(|i| bare_id(&i.parent_id).to_owned())
+                .collect();
+            let mut progress = false;
+            for image in self.list_labelled_images(filter).await? {
+                if !is_untagged(&image) || parents.contains(bare_id(&image.id)) {
+                    continue;
+                }
+                let guard = CleanupGuard::image(self.docker.clone(), image.id.clone(), false);
+                match guard.remove().await {
+                    Ok(()) => {
+                        removed += 1;
+                        progress = true;
+                    }
+                    Err(BollardError::DockerResponseServerError {
+                        status_code: 409,
+                        message,
+                    }) => debug!(image = %image.id, message, "kept a labelled layer in use"),
+                    Err(err) => return Err(self.classify(Operation::RemoveImage, &image.id, err)),
+                }
+            }
+            // Each round removes a layer, so the chains it frees are finite.
+            if !progress {
+                return Ok(removed);
+            }
+        }
     }
 
     /// Everything is supported, except privileged runs once
     /// [`probe`](Runtime::probe) found the engine grants no privileges.
-    fn supports(&self, capability: StepCapability) -> Result<(), String> {
+    pub(super) fn supports(&self, capability: StepCapability) -> Result<(), String> {
         match (capability, self.privilege.get()) {
             (StepCapability::PrivilegedRun, Some(state))
                 if state.mode == PrivilegeMode::Unavailable =>
@@ -573,7 +725,7 @@ impl Runtime for DockerRuntime {
         }
     }
 
-    async fn probe(&self) -> Result<EngineInfo, RuntimeError> {
+    pub(super) async fn probe(&self) -> Result<EngineInfo, RuntimeError> {
         let version = self
             .docker
             .version()
@@ -581,7 +733,7 @@ impl Runtime for DockerRuntime {
             .map_err(|e| self.classify(Operation::Probe, &self.endpoint, e))?;
         let privilege = self.privilege().await?;
         Ok(EngineInfo {
-            kind: RuntimeKind::Docker,
+            kind: self.profile.kind,
             version: version.version.unwrap_or_default(),
             api_version: Some(self.docker.client_version().to_string()),
             privilege: privilege.mode,
@@ -589,12 +741,12 @@ impl Runtime for DockerRuntime {
         })
     }
 
-    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+    pub(super) async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
         let privilege = if spec.privileged {
             let state = self.privilege().await?;
             if state.mode == PrivilegeMode::Unavailable {
                 return Err(RuntimeError::Unsupported {
-                    runtime: RuntimeKind::Docker,
+                    runtime: self.profile.kind,
                     capability: StepCapability::PrivilegedRun,
                     reason: state.note.clone().unwrap_or_default(),
                 });
@@ -604,13 +756,19 @@ impl Runtime for DockerRuntime {
             None
         };
         let started = Instant::now();
+        if let (false, Some(platform)) = (self.profile.enforces_platform, &spec.platform) {
+            self.check_platform(&spec.image, platform).await?;
+        }
         let options = CreateContainerOptions {
             name: None,
             platform: spec.platform.clone().unwrap_or_default(),
         };
         let created = self
             .docker
-            .create_container(Some(options), container_config(spec, privilege))
+            .create_container(
+                Some(options),
+                container_config(spec, privilege, &self.profile.host_config),
+            )
             .await
             .map_err(|e| self.classify(Operation::CreateContainer, &spec.image, e))?;
         // From here on the container exists: the guard removes it on every
@@ -623,7 +781,35 @@ impl Runtime for DockerRuntime {
         result
     }
 
-    async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
+    /// Refuses, as Docker does, to run local `image` for a `platform` its
+    /// metadata does not name.
+    async fn check_platform(&self, image: &str, platform: &str) -> Result<(), RuntimeError> {
+        let inspect = self
+            .docker
+            .inspect_image(image)
+            .await
+            .map_err(|e| self.classify(Operation::CreateContainer, image, e))?;
+        let os = inspect.os.unwrap_or_default();
+        let arch = inspect.architecture.unwrap_or_default();
+        let variant = inspect.variant.filter(|v| !v.is_empty());
+        if platform_matches(platform, &os, &arch, variant.as_deref()) {
+            return Ok(());
+        }
+        let actual = match variant {
+            Some(variant) => format!("{os}/{arch}/{variant}"),
+            None => format!("{os}/{arch}"),
+        };
+        Err(RuntimeError::ImageNotFound {
+            operation: Operation::CreateContainer,
+            image: image.to_owned(),
+            message: format!(
+                "image with reference {image} was found but does not match the specified \
+                 platform: wanted {platform}, actual: {actual}"
+            ),
+        })
+    }
+
+    pub(super) async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
         let started = Instant::now();
         let (build_context, tag) = (spec.context.clone(), spec.tag.clone());
         let packed = tokio::task::spawn_blocking(move || context::pack(&build_context, &tag))
@@ -665,25 +851,57 @@ impl Runtime for DockerRuntime {
             log.output
                 .push_str(&format!("build timed out after {:?}\n", spec.timeout));
         }
+        let success = !timed_out && !log.failed;
+        if !success {
+            self.remove_layers(&spec.tag, &built_layers(&log.output))
+                .await;
+        }
         Ok(BuildOutcome {
-            success: !timed_out && !log.failed,
+            success,
             output: log.output,
             duration: started.elapsed(),
             timed_out,
         })
     }
 
-    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+    /// Removes the layers a failed build committed: no label marks them
+    /// (Docker labels only the final image), so nothing else would.
+    /// Unforced, leaf first (which prunes its untagged parents too); a
+    /// layer that is in use or has other children stays.
+    async fn remove_layers(&self, tag: &str, layers: &[String]) {
+        for layer in layers.iter().rev() {
+            let options = RemoveImageOptions {
+                force: false,
+                ..RemoveImageOptions::default()
+            };
+            match self.docker.remove_image(layer, Some(options), None).await {
+                Ok(_)
+                | Err(BollardError::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => {}
+                Err(err) => {
+                    debug!(build = tag, layer, error = %err, "kept a layer of a failed build");
+                }
+            }
+        }
+    }
+
+    pub(super) async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        Ok(self.image_id(image).await?.is_some())
+    }
+
+    /// The ID (`sha256:…`) of local image `image`, `None` when absent.
+    pub(super) async fn image_id(&self, image: &str) -> Result<Option<String>, RuntimeError> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(true),
+            Ok(inspect) => Ok(Some(inspect.id.unwrap_or_default())),
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
-            }) => Ok(false),
+            }) => Ok(None),
             Err(err) => Err(self.classify(Operation::InspectImage, image, err)),
         }
     }
 
-    async fn remove_labelled(
+    pub(super) async fn remove_labelled(
         &self,
         label_key: &str,
         label_value: &str,
@@ -696,6 +914,102 @@ impl Runtime for DockerRuntime {
             debug!(label = %filter, containers, images, "removed labelled objects");
         }
         Ok(containers + images)
+    }
+}
+
+/// The [`Runtime`] on Docker Engine.
+///
+/// Cloning is cheap and clones share the connection and the privilege
+/// detection.
+#[derive(Debug, Clone)]
+pub struct DockerRuntime {
+    engine: ApiEngine,
+}
+
+impl DockerRuntime {
+    /// Connects where `DOCKER_HOST` says (the local socket when unset), as
+    /// the docker CLI does, and negotiates the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    pub async fn connect() -> Result<Self, RuntimeError> {
+        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
+        Self::connect_with_host(&endpoint).await
+    }
+
+    /// Connects to `host` (`unix://`, `tcp://`, `http://`) and negotiates
+    /// the API version.
+    ///
+    /// # Errors
+    ///
+    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    pub async fn connect_with_host(host: &str) -> Result<Self, RuntimeError> {
+        let engine = ApiEngine::connect(EngineProfile::docker(), host).await?;
+        Ok(Self { engine })
+    }
+
+    /// Uses `mode` for privileged runs instead of detecting it.
+    ///
+    /// [`PrivilegeMode::CapabilityFallback`] drops the capabilities missing
+    /// from this process's bounding set.
+    pub fn with_privilege_mode(self, mode: PrivilegeMode) -> Self {
+        Self {
+            engine: self.engine.with_privilege_mode(mode),
+        }
+    }
+
+    /// Leaves containers in place after runs (`--keep`), for debugging.
+    pub fn with_keep(self, keep: bool) -> Self {
+        Self {
+            engine: self.engine.with_keep(keep),
+        }
+    }
+
+    /// The endpoint this runtime talks to.
+    pub fn endpoint(&self) -> &str {
+        self.engine.endpoint()
+    }
+
+    /// The shared core, for image transfers between engines.
+    pub(super) fn engine(&self) -> &ApiEngine {
+        &self.engine
+    }
+}
+
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Docker
+    }
+
+    /// Everything is supported, except privileged runs once
+    /// [`probe`](Runtime::probe) found the engine grants no privileges.
+    fn supports(&self, capability: StepCapability) -> Result<(), String> {
+        self.engine.supports(capability)
+    }
+
+    async fn probe(&self) -> Result<EngineInfo, RuntimeError> {
+        self.engine.probe().await
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+        self.engine.run(spec).await
+    }
+
+    async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
+        self.engine.build(spec).await
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        self.engine.image_exists(image).await
+    }
+
+    async fn remove_labelled(
+        &self,
+        label_key: &str,
+        label_value: &str,
+    ) -> Result<usize, RuntimeError> {
+        self.engine.remove_labelled(label_key, label_value).await
     }
 }
 
@@ -716,14 +1030,21 @@ impl Exit {
     }
 }
 
-/// The create request for `spec`, with `privilege` when it asks for it.
-fn container_config(spec: &RunSpec, privilege: Option<&PrivilegeState>) -> ContainerCreateBody {
+/// The create request for `spec` on top of the engine's `base` host
+/// configuration, with `privilege` when the spec asks for it.
+fn container_config(
+    spec: &RunSpec,
+    privilege: Option<&PrivilegeState>,
+    base: &HostConfig,
+) -> ContainerCreateBody {
+    let base = base.clone();
     let host_config = HostConfig {
         binds: (!spec.binds.is_empty()).then(|| spec.binds.clone()),
         network_mode: spec.network.clone(),
-        ..privilege
-            .map(PrivilegeState::host_config)
-            .unwrap_or_default()
+        ..match privilege {
+            Some(state) => state.grant(base),
+            None => base,
+        }
     };
     let env: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     ContainerCreateBody {
@@ -743,7 +1064,13 @@ fn container_config(spec: &RunSpec, privilege: Option<&PrivilegeState>) -> Conta
 
 /// Maps a bollard error to a [`RuntimeError`] that says whether the engine
 /// is unreachable, the image absent, or the engine refused.
-fn classify(endpoint: &str, operation: Operation, object: &str, err: BollardError) -> RuntimeError {
+fn classify(
+    engine: RuntimeKind,
+    endpoint: &str,
+    operation: Operation,
+    object: &str,
+    err: BollardError,
+) -> RuntimeError {
     match err {
         BollardError::DockerResponseServerError {
             status_code: 404,
@@ -780,7 +1107,7 @@ fn classify(endpoint: &str, operation: Operation, object: &str, err: BollardErro
         | BollardError::RequestTimeoutError
         | BollardError::SocketNotFoundError(_)
         | BollardError::UnsupportedURISchemeError { .. }) => RuntimeError::Unreachable {
-            engine: RuntimeKind::Docker,
+            engine,
             endpoint: endpoint.to_owned(),
             operation,
             source: Box::new(err),
@@ -819,6 +1146,36 @@ fn engine_reason(message: &str) -> String {
     reason.trim_end_matches(": unknown").trim().to_owned()
 }
 
+/// Whether an image whose metadata says `os`/`arch`/`variant` satisfies
+/// `platform` (`os[/arch[/variant]]`), with the usual aliases
+/// (`x86_64` is `amd64`, `aarch64` is `arm64`). A variant only counts when
+/// both sides name one; `arm64` is `v8` when unnamed.
+fn platform_matches(platform: &str, os: &str, arch: &str, variant: Option<&str>) -> bool {
+    let normal = |arch: &str| match arch {
+        "x86_64" | "x86-64" => "amd64".to_owned(),
+        "aarch64" => "arm64".to_owned(),
+        "i386" | "i686" => "386".to_owned(),
+        other => other.to_lowercase(),
+    };
+    let mut wanted = platform.split('/');
+    let wanted_os = wanted.next().unwrap_or_default();
+    if !wanted_os.eq_ignore_ascii_case(os) {
+        return false;
+    }
+    let Some(wanted_arch) = wanted.next() else {
+        return true;
+    };
+    let arch = normal(arch);
+    if normal(wanted_arch) != arch {
+        return false;
+    }
+    let default_variant = (arch == "arm64").then_some("v8");
+    match (wanted.next(), variant.or(default_variant)) {
+        (Some(wanted), Some(actual)) => wanted.eq_ignore_ascii_case(actual),
+        _ => true,
+    }
+}
+
 /// The `CapBnd` mask of a `/proc/<pid>/status` text.
 fn parse_cap_bnd(status: &str) -> Option<u64> {
     let line = status.lines().find_map(|l| l.strip_prefix("CapBnd:"))?;
@@ -834,6 +1191,34 @@ fn missing_capabilities(bounding: u64, last_cap: usize) -> Vec<String> {
         .filter(|(bit, _)| bounding & (1 << bit) == 0)
         .map(|(_, name)| (*name).to_owned())
         .collect()
+}
+
+/// The image layers a build committed, in order, from its output: the IDs
+/// on the builders' `---> <id>` (Docker) and `--> <id>` (Podman) lines,
+/// except those reused from the cache, which belong to earlier builds.
+fn built_layers(output: &str) -> Vec<String> {
+    let mut layers = Vec::new();
+    let mut cached = false;
+    for line in output.lines() {
+        let line = line.trim();
+        let Some(rest) = line
+            .strip_prefix("--->")
+            .or_else(|| line.strip_prefix("-->"))
+        else {
+            continue;
+        };
+        let rest = rest.trim();
+        if rest.starts_with("Using cache") {
+            // The cached layer's ID follows, on this line or the next.
+            cached = true;
+        } else if rest.len() >= 11
+            && rest.chars().all(|c| c.is_ascii_hexdigit())
+            && !std::mem::take(&mut cached)
+        {
+            layers.push(rest.to_owned());
+        }
+    }
+    layers
 }
 
 /// A `label=key=value` filter for list requests.
@@ -896,14 +1281,32 @@ impl BuildLog {
     }
 }
 
+/// How engines list an image without a name.
+const UNTAGGED: &str = "<none>:<none>";
+
+/// An image ID without its `sha256:` prefix.
+fn bare_id(id: &str) -> &str {
+    id.strip_prefix("sha256:").unwrap_or(id)
+}
+
+/// Whether `image` has no name.
+fn is_untagged(image: &ImageSummary) -> bool {
+    image.repo_tags.iter().all(|t| t == UNTAGGED)
+}
+
 /// Something the engine holds that a guard removes.
 #[derive(Debug, Clone)]
 enum Resource {
     Container(String),
-    Image(String),
+    /// An image by name or ID, and whether to force its removal (see
+    /// [`EngineProfile::force_image_removal`]).
+    Image {
+        reference: String,
+        force: bool,
+    },
 }
 
-/// Force-removes a container or image when told to, or when dropped.
+/// Removes a container (forced) or image when told to, or when dropped.
 ///
 /// Dropping spawns the removal on the current tokio runtime, so a run
 /// whose future is dropped still removes its container. When the runtime
@@ -923,11 +1326,11 @@ impl CleanupGuard {
         }
     }
 
-    /// Guards image `id` (a name or an id).
-    fn image(docker: Docker, id: String) -> Self {
+    /// Guards image `reference` (a name or an ID).
+    fn image(docker: Docker, reference: String, force: bool) -> Self {
         Self {
             docker,
-            resource: Some(Resource::Image(id)),
+            resource: Some(Resource::Image { reference, force }),
         }
     }
 
@@ -976,12 +1379,15 @@ async fn remove_resource(docker: &Docker, resource: &Resource) -> Result<(), Bol
             };
             docker.remove_container(id, Some(options)).await
         }
-        Resource::Image(id) => {
+        Resource::Image { reference, force } => {
             let options = RemoveImageOptions {
-                force: true,
+                force: *force,
                 ..RemoveImageOptions::default()
             };
-            docker.remove_image(id, Some(options), None).await.map(drop)
+            docker
+                .remove_image(reference, Some(options), None)
+                .await
+                .map(drop)
         }
     };
     match (resource, result) {
@@ -993,20 +1399,41 @@ async fn remove_resource(docker: &Docker, resource: &Resource) -> Result<(), Bol
             }),
         ) => Ok(()),
         // A container being removed by someone else (another guard, a
-        // concurrent `remove_labelled`). For an image, 409 means it is in
-        // use, which is a real failure.
+        // concurrent `remove_labelled`).
         (
             Resource::Container(_),
             Err(BollardError::DockerResponseServerError {
                 status_code: 409, ..
             }),
         ) => Ok(()),
+        // Unforced, Podman deletes the image, then reports 409 when a parent
+        // layer it would also have pruned is in use (another build). The
+        // image is gone; the parent stays for its user. An image still
+        // there is itself in use, which is a real failure.
+        (
+            Resource::Image {
+                reference,
+                force: false,
+            },
+            Err(
+                err @ BollardError::DockerResponseServerError {
+                    status_code: 409, ..
+                },
+            ),
+        ) => match docker.inspect_image(reference).await {
+            Err(BollardError::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            _ => Err(err),
+        },
         (_, other) => other,
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bollard::models::ResourcesUlimits;
+
     use super::*;
     use crate::runtime::SCENARIO_LABEL;
 
@@ -1029,7 +1456,7 @@ mod tests {
             .with_user("1000:1000")
             .with_run_id("run")
             .with_scenario("sc");
-        let body = container_config(&spec, None);
+        let body = container_config(&spec, None, &HostConfig::default());
         assert_eq!(body.image.as_deref(), Some("img:1"));
         assert_eq!(body.cmd, Some(vec!["echo".into(), "hi".into()]));
         assert_eq!(body.entrypoint, Some(vec!["/probe".into()]));
@@ -1048,7 +1475,11 @@ mod tests {
 
     #[test]
     fn container_config_leaves_image_defaults_alone() {
-        let body = container_config(&RunSpec::new("img", Vec::<String>::new()), None);
+        let body = container_config(
+            &RunSpec::new("img", Vec::<String>::new()),
+            None,
+            &HostConfig::default(),
+        );
         assert_eq!(body.cmd, None);
         assert_eq!(body.entrypoint, None);
         assert_eq!(body.env, None);
@@ -1062,16 +1493,46 @@ mod tests {
             .with_privileged(true)
             .with_bind("/a:/b");
         let state = PrivilegeState::privileged();
-        let host = container_config(&spec, Some(&state)).host_config.unwrap();
+        let host = container_config(&spec, Some(&state), &HostConfig::default())
+            .host_config
+            .unwrap();
         assert_eq!(host.privileged, Some(true));
         assert_eq!(host.cap_add, None);
         assert_eq!(host.binds, Some(vec!["/a:/b".into()]));
     }
 
     #[test]
+    fn the_engine_base_survives_spec_and_privilege() {
+        let base = HostConfig {
+            ulimits: Some(vec![ResourcesUlimits {
+                name: Some("nofile".into()),
+                soft: Some(4096),
+                hard: Some(4096),
+            }]),
+            ..HostConfig::default()
+        };
+        let spec = RunSpec::new("img", ["x"])
+            .with_privileged(true)
+            .with_bind("/a:/b");
+        for state in [
+            PrivilegeState::privileged(),
+            PrivilegeState::fallback(vec!["SYS_RESOURCE".into()]),
+        ] {
+            let host = container_config(&spec, Some(&state), &base)
+                .host_config
+                .unwrap();
+            assert_eq!(host.ulimits, base.ulimits);
+            assert_eq!(host.binds, Some(vec!["/a:/b".into()]));
+            assert!(host.privileged == Some(true) || host.cap_add.is_some());
+        }
+        let plain = container_config(&RunSpec::new("img", ["x"]), None, &base);
+        assert_eq!(plain.host_config.unwrap().ulimits, base.ulimits);
+    }
+
+    #[test]
     fn fallback_state_adds_all_but_the_missing_capabilities() {
         let state = PrivilegeState::fallback(vec!["SYS_RESOURCE".into()]);
-        let host = state.host_config();
+        let host = state.grant(HostConfig::default());
         assert_eq!(host.privileged, None);
         assert_eq!(host.cap_add, Some(vec!["ALL".into()]));
         assert_eq!(host.cap_drop, Some(vec!["SYS_RESOURCE".into()]));
@@ -1106,6 +1567,29 @@ mod tests {
     }
 
     #[test]
+    fn platforms_match_like_docker() {
+        assert!(platform_matches("linux/amd64", "linux", "amd64", None));
+        assert!(platform_matches("linux/amd64", "linux", "x86_64", None));
+        assert!(platform_matches("linux", "linux", "s390x", None));
+        assert!(platform_matches(
+            "linux/arm64",
+            "linux",
+            "arm64",
+            Some("v8")
+        ));
+        assert!(platform_matches("linux/arm64/v8", "linux", "aarch64", None));
+        assert!(platform_matches("linux/arm/v7", "linux", "arm", None));
+        assert!(!platform_matches(
+            "linux/arm/v7",
+            "linux",
+            "arm",
+            Some("v6")
+        ));
+        assert!(!platform_matches("linux/arm64", "linux", "amd64", None));
+        assert!(!platform_matches("windows/amd64", "linux", "amd64", None));
+    }
+
+    #[test]
     fn capability_table_is_complete() {
         assert_eq!(CAPABILITY_NAMES[24], "SYS_RESOURCE");
         assert_eq!(CAPABILITY_NAMES[21], "SYS_ADMIN");
@@ -1116,6 +1600,7 @@ mod tests {
     fn not_found_on_create_or_inspect_is_image_not_found() {
         for operation in [Operation::CreateContainer, Operation::InspectImage] {
             let err = classify(
+                RuntimeKind::Docker,
                 ENDPOINT,
                 operation,
                 "a:b",
@@ -1128,6 +1613,7 @@ mod tests {
             );
         }
         let err = classify(
+            RuntimeKind::Docker,
             ENDPOINT,
             Operation::StartContainer,
             "id",
@@ -1139,6 +1625,7 @@ mod tests {
     #[test]
     fn server_errors_keep_status_and_message() {
         let err = classify(
+            RuntimeKind::Docker,
             ENDPOINT,
             Operation::RemoveImage,
             "img",
@@ -1165,9 +1652,16 @@ mod tests {
             },
         ];
         for source in errors {
-            let err = classify(ENDPOINT, Operation::Probe, ENDPOINT, source);
+            let err = classify(
+                RuntimeKind::Podman,
+                ENDPOINT,
+                Operation::Probe,
+                ENDPOINT,
+                source,
+            );
             assert!(
-                matches!(&err, RuntimeError::Unreachable { endpoint, .. } if endpoint == ENDPOINT),
+                matches!(&err, RuntimeError::Unreachable { engine: RuntimeKind::Podman, endpoint, .. }
+                    if endpoint == ENDPOINT),
                 "{err:?}"
             );
             assert!(err.is_engine_failure());
@@ -1235,6 +1729,32 @@ mod tests {
                 .absorb(Err(BollardError::RequestTimeoutError))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn built_layers_skip_cached_layers_and_containers() {
+        let docker = "Step 1/4 : FROM scratch\n ---> \nStep 2/4 : COPY a /a\n ---> Using cache\n \
+            ---> 8aaafe3d2fa8\nStep 3/4 : COPY b /b\n ---> 90474c73e37f\nStep 4/4 : RUN x\n \
+            ---> Running in a7fcd9b2c6e4\nRemoving intermediate container a7fcd9b2c6e4\n";
+        assert_eq!(built_layers(docker), ["90474c73e37f"]);
+        let podman = "STEP 1/4: FROM scratch\nSTEP 2/4: COPY a /a\n--> Using cache \
+            b36ef9b5272b075960dacb8e7e0960f836e63d35af30216e67eea0f596e56750\n--> b36ef9b5272\n\
+            STEP 3/4: COPY b /b\n--> c7456876dcf\nSTEP 4/4: RUN x\nout\n";
+        assert_eq!(built_layers(podman), ["c7456876dcf"]);
+        assert!(built_layers("--> not-an-id\n---> abc\n").is_empty());
+    }
+
+    #[test]
+    fn image_ids_and_names() {
+        assert_eq!(bare_id("sha256:abc"), "abc");
+        assert_eq!(bare_id("abc"), "abc");
+        let image = |tags: &[&str]| ImageSummary {
+            repo_tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            ..ImageSummary::default()
+        };
+        assert!(is_untagged(&image(&[])));
+        assert!(is_untagged(&image(&["<none>:<none>"])));
+        assert!(!is_untagged(&image(&["<none>:<none>", "a:b"])));
     }
 
     #[test]

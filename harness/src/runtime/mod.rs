@@ -16,6 +16,8 @@ mod error;
 mod exec;
 mod fake;
 mod host;
+mod podman;
+mod singularity;
 mod spec;
 
 use std::future::Future;
@@ -25,6 +27,8 @@ pub use error::{BoxError, Operation, RuntimeError};
 pub use exec::exec;
 pub use fake::FakeRuntime;
 pub use host::HostRuntime;
+pub use podman::{PodmanRuntime, copy_image_from_docker};
+pub use singularity::SingularityRuntime;
 pub use spec::{
     BuildContext, BuildOutcome, BuildSpec, ContextFile, DEFAULT_BUILD_TIMEOUT, DEFAULT_RUN_TIMEOUT,
     EngineInfo, ParseRuntimeKindError, PrivilegeMode, RunOutcome, RunSpec, RuntimeKind,

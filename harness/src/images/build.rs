@@ -1,0 +1,758 @@
+//! [`build`]: the registrar images and release artifacts, from Debian's
+//! `qemu-user-static` package and a static `qus-register`.
+//!
+//! The pipeline: check the options (no I/O) → fetch and unpack the package
+//! → compile or take the registrar, and check it → hash every input →
+//! build `register`, `latest` and one image per emulator (`jobs` at a
+//! time, skipping those whose recipe is already built) while the artifacts
+//! are written (the engine and the CPU work in parallel). Every temporary
+//! file lives in one work directory removed at the end; every image is
+//! built under a scratch tag and only then given its names (see
+//! `engine.rs`). The tag scheme is in `tags.rs`, the version rule in
+//! [`image_version`](super::image_version).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use qus_registrar::binfmt::HostFacts;
+use qus_registrar::targets;
+
+use super::artifacts::{self, ArtifactInput};
+use super::containerfile;
+use super::deb::{self, DebSource, Emulator};
+use super::engine::{BuiltImage, Engine, Source};
+use super::error::ImageBuildError;
+use super::labels::{
+    LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
+    LABEL_REVISION, LABEL_SOURCE, LABEL_TITLE, LABEL_VERSION, QEMU_LICENSE, QUS_LICENSE,
+    SOURCE_URL, build_time, rfc3339,
+};
+use super::progress::{Progress, Step, StepOutcome, StepTimer};
+use super::recipe::{Recipe, sha256_file};
+use super::registrar::{self, Registrar, RegistrarSource};
+use super::session;
+use super::tags::{latest_tags, register_tags, target_tags, validate_repo, validate_tag};
+use super::tool::{GIT, Invocation};
+use super::workdir::WorkDir;
+use crate::runtime::{BuildSpec, ContextFile};
+
+/// The repository the images are tagged in by default.
+pub const DEFAULT_REPO: &str = "qus/qemu-user-static";
+
+/// Part of every recipe: bump it when the way images are assembled
+/// changes without any input changing.
+const BUILDER_VERSION: &str = "1";
+
+/// Where the registrar sits in the images.
+const REGISTRAR_PATH: &str = "usr/bin/qus-register";
+
+/// Bound on one image build (`latest` sends about 370 MB).
+const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// What to build, and where from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildOptions {
+    /// Repository of every tag (`qus/qemu-user-static`).
+    pub repo: String,
+    /// The `qemu-user-static` package.
+    pub deb: DebSource,
+    /// The registrar binary.
+    pub registrar: RegistrarSource,
+    /// qus's release number of this QEMU version: the `1` of `7.2.0-1`.
+    pub release: u32,
+    /// Where to write the release artifacts; `None` writes none.
+    pub output_dir: Option<PathBuf>,
+    /// Where to create the temporary work directory (the package is
+    /// downloaded and unpacked there: about 450 MB); `None` is the system
+    /// temporary directory.
+    pub work_dir: Option<PathBuf>,
+    /// The `org.opencontainers.image.revision` label; `None` asks git in
+    /// the workspace (`unknown` without one).
+    pub revision: Option<String>,
+    /// Rebuild images even when their recipe is already built.
+    pub force: bool,
+    /// How many images to build at once (builds wait on the engine more
+    /// than on the CPU), and artifact-writing threads.
+    pub jobs: usize,
+    /// The engine endpoint; `None` is `$DOCKER_HOST` or the local socket.
+    pub docker_host: Option<String>,
+    /// Whether Ctrl-C cancels (then cleans up); for CLIs only.
+    pub handle_ctrl_c: bool,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        Self {
+            repo: DEFAULT_REPO.to_owned(),
+            deb: DebSource::default(),
+            registrar: RegistrarSource::default(),
+            release: 1,
+            output_dir: None,
+            work_dir: None,
+            revision: None,
+            force: false,
+            jobs: 4,
+            docker_host: None,
+            handle_ctrl_c: false,
+        }
+    }
+}
+
+/// What [`build`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildReport {
+    /// Debian's version of the package (`1:7.2+dfsg-7+deb12u18`).
+    pub qemu_version: String,
+    /// The image version in tags (`7.2.0-1`).
+    pub version: String,
+    /// The host architecture: `<from>` in tags (`x86_64`).
+    pub host_arch: String,
+    /// `qus-register --version`.
+    pub registrar_version: String,
+    /// The emulators in `latest` (every one outside the host's family).
+    pub latest_emulators: Vec<String>,
+    /// The emulators with their own images and artifacts (every one but
+    /// the host's own architecture).
+    pub target_emulators: Vec<String>,
+    /// Every image: `register`, `latest`, then one per emulator.
+    pub images: Vec<BuiltImage>,
+    /// The artifacts, `SHA256SUMS` last; empty without an output directory.
+    pub artifacts: Vec<PathBuf>,
+}
+
+/// Builds the registrar images (and artifacts) as `options` say.
+///
+/// Blocking: it runs its own tokio runtime; call it from synchronous code.
+///
+/// # Errors
+///
+/// A rejected option (before any work), a missing tool (naming its Debian
+/// package), an unusable package or registrar, an engine failure or a
+/// failed build. Whatever fails, temporary files and scratch tags are
+/// removed; images finished before the failure keep their tags.
+pub fn build(
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<BuildReport, ImageBuildError> {
+    validate(options)?;
+    let machine = HostFacts::read(None).machine;
+    session::run(
+        options.docker_host.as_deref(),
+        options.handle_ctrl_c,
+        |engine| build_all(engine, options, machine, progress),
+    )
+}
+
+/// Checks what can be checked without I/O.
+fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
+    let invalid = |what, value: &str, reason: String| ImageBuildError::InvalidOption {
+        what,
+        value: value.to_owned(),
+        reason,
+    };
+    validate_repo(&options.repo).map_err(|r| invalid("repository name", &options.repo, r))?;
+    if options.release == 0 {
+        return Err(invalid("release", "0", "releases start at 1".into()));
+    }
+    if options.jobs == 0 {
+        return Err(invalid(
+            "job count",
+            "0",
+            "at least one job is needed".into(),
+        ));
+    }
+    if let DebSource::Apt {
+        version: Some(version),
+    } = &options.deb
+    {
+        let valid = !version.is_empty()
+            && version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c));
+        if !valid {
+            return Err(invalid(
+                "QEMU package version",
+                version,
+                "a Debian version holds only letters, digits and `.+-~:`".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn build_all(
+    engine: Arc<Engine>,
+    options: &BuildOptions,
+    machine: String,
+    progress: &dyn Progress,
+) -> Result<BuildReport, ImageBuildError> {
+    let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let work = WorkDir::create(&parent, "qus-images")?;
+
+    let deb_path = match &options.deb {
+        DebSource::File(path) => path.clone(),
+        DebSource::Apt { version } => {
+            let timer = StepTimer::start(
+                progress,
+                Step::FetchDeb {
+                    version: version.clone(),
+                },
+            );
+            timer.done(deb::download(version.as_deref(), work.path()).await)?
+        }
+    };
+    let timer = StepTimer::start(
+        progress,
+        Step::UnpackDeb {
+            path: deb_path.clone(),
+        },
+    );
+    let unpacked = timer.done(unpack_for_host(&deb_path, work.path(), &machine).await)?;
+    let version = deb::image_version(&unpacked.version, options.release)?;
+    validate_tag(&version).map_err(|reason| ImageBuildError::Version {
+        version: unpacked.version.clone(),
+        reason,
+    })?;
+
+    let registrar = obtain_registrar(&options.registrar, &machine, progress).await?;
+
+    let family = targets::host_family(&machine);
+    let in_latest: Vec<&Emulator> = unpacked
+        .emulators
+        .iter()
+        .filter(|e| !is_host_family(&e.name, &family))
+        .collect();
+    let own_images: Vec<&Emulator> = unpacked
+        .emulators
+        .iter()
+        .filter(|e| e.name != machine)
+        .collect();
+
+    let timer = StepTimer::start(progress, Step::HashInputs);
+    let hashes = timer.done(hash_emulators(&unpacked.emulators, options.jobs).await)?;
+
+    let revision = match &options.revision {
+        Some(revision) => revision.clone(),
+        None => source_revision(&options.registrar).await,
+    };
+    let plan = Plan {
+        repo: &options.repo,
+        machine: &machine,
+        version: &version,
+        qemu_version: &unpacked.version,
+        registrar: &registrar,
+        hashes: &hashes,
+        created: rfc3339(build_time()),
+        revision,
+    };
+
+    let mut jobs = vec![
+        plan.register_job(work.path())?,
+        plan.latest_job(work.path(), &in_latest)?,
+    ];
+    jobs.extend(own_images.iter().map(|e| plan.target_job(e)));
+    // Images keep the engine busy, artifacts the CPU: do both at once.
+    let images = futures_util::stream::iter(jobs)
+        .map(|job| {
+            let engine = Arc::clone(&engine);
+            async move {
+                let ImageJob { tags, recipe, spec } = job;
+                engine
+                    .ensure(&tags, &recipe, options.force, progress, || async {
+                        spec.into_spec().await.map(Source::Build)
+                    })
+                    .await
+            }
+        })
+        .buffered(options.jobs)
+        .try_collect::<Vec<BuiltImage>>();
+    let artifacts = async {
+        match &options.output_dir {
+            Some(dir) => write_artifacts(dir, &plan, &own_images, options.jobs, progress).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (images, artifacts) = tokio::try_join!(images, artifacts)?;
+    Ok(BuildReport {
+        qemu_version: unpacked.version.clone(),
+        version,
+        host_arch: machine.clone(),
+        registrar_version: registrar.version.clone(),
+        latest_emulators: in_latest.iter().map(|e| e.name.clone()).collect(),
+        target_emulators: own_images.iter().map(|e| e.name.clone()).collect(),
+        images,
+        artifacts,
+    })
+}
+
+/// Unpacks the package and checks it is built for this host.
+async fn unpack_for_host(
+    deb_path: &Path,
+    work: &Path,
+    machine: &str,
+) -> Result<deb::Unpacked, ImageBuildError> {
+    let unpacked = deb::unpack(deb_path, &work.join("deb")).await?;
+    if let Some(host) = deb::debian_arch(machine) {
+        if unpacked.architecture != host {
+            return Err(ImageBuildError::InvalidDeb {
+                path: deb_path.to_owned(),
+                reason: format!(
+                    "it is built for `{}` and this host is `{host}`: its emulators would not run here",
+                    unpacked.architecture
+                ),
+            });
+        }
+    }
+    Ok(unpacked)
+}
+
+/// Compiles or takes the registrar, then checks it.
+async fn obtain_registrar(
+    source: &RegistrarSource,
+    machine: &str,
+    progress: &dyn Progress,
+) -> Result<Registrar, ImageBuildError> {
+    let path = match source {
+        RegistrarSource::File(path) => path.clone(),
+        RegistrarSource::Workspace(workspace) => {
+            let timer = StepTimer::start(
+                progress,
+                Step::CompileRegistrar {
+                    workspace: workspace.clone(),
+                },
+            );
+            timer.done(registrar::compile(workspace, machine).await)?
+        }
+    };
+    let timer = StepTimer::start(progress, Step::CheckRegistrar { path: path.clone() });
+    timer.done(registrar::load(&path, machine).await)
+}
+
+/// Whether emulator `name` runs binaries of the host's own family, which
+/// QEMU's script never registers (on x86_64: `i386` and `x86_64`).
+fn is_host_family(name: &str, family: &str) -> bool {
+    let interpreter = format!("qemu-{name}");
+    targets::TARGETS
+        .iter()
+        .any(|t| t.interpreter == interpreter && t.family == family)
+}
+
+/// The SHA-256 of every emulator, hashed on `jobs` blocking threads.
+async fn hash_emulators(
+    emulators: &[Emulator],
+    jobs: usize,
+) -> Result<BTreeMap<String, String>, ImageBuildError> {
+    let emulators = emulators.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let chunk = emulators.len().div_ceil(jobs).max(1);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = emulators
+                .chunks(chunk)
+                .map(|part| {
+                    scope.spawn(move || {
+                        part.iter()
+                            .map(|e| {
+                                sha256_file(&e.path)
+                                    .map(|sha| (e.name.clone(), sha))
+                                    .map_err(ImageBuildError::io("hash", &e.path))
+                            })
+                            .collect::<Result<Vec<_>, _>>()
+                    })
+                })
+                .collect();
+            let mut hashes = BTreeMap::new();
+            for worker in workers {
+                hashes.extend(worker.join().expect("hashing does not panic")?);
+            }
+            Ok(hashes)
+        })
+    })
+    .await
+    .map_err(|join| ImageBuildError::Spawn {
+        program: "the hashing threads".to_owned(),
+        source: std::io::Error::other(join),
+    })?
+}
+
+/// `git rev-parse HEAD` in the workspace the registrar is compiled from;
+/// `unknown` when there is no such workspace or git cannot tell.
+async fn source_revision(source: &RegistrarSource) -> String {
+    let RegistrarSource::Workspace(workspace) = source else {
+        return "unknown".to_owned();
+    };
+    let output = Invocation::new(GIT)
+        .args(["rev-parse", "HEAD"])
+        .current_dir(workspace)
+        .timeout(Duration::from_secs(30))
+        .output()
+        .await;
+    match output {
+        Ok(output) => {
+            let revision = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if revision.is_empty() {
+                "unknown".to_owned()
+            } else {
+                revision
+            }
+        }
+        Err(_) => "unknown".to_owned(),
+    }
+}
+
+/// Writes the artifacts of `emulators` into `dir` as one step.
+async fn write_artifacts(
+    dir: &Path,
+    plan: &Plan<'_>,
+    emulators: &[&Emulator],
+    jobs: usize,
+    progress: &dyn Progress,
+) -> Result<Vec<PathBuf>, ImageBuildError> {
+    let timer = StepTimer::start(
+        progress,
+        Step::WriteArtifacts {
+            dir: dir.to_owned(),
+        },
+    );
+    let mut recipe = Recipe::new("qus-images/artifacts")
+        .field("builder", BUILDER_VERSION)
+        .field("from", plan.machine);
+    for emulator in emulators {
+        recipe = recipe.field(&emulator.name, &plan.hashes[&emulator.name]);
+    }
+    let recipe = recipe.finish();
+    let inputs: Vec<ArtifactInput> = emulators
+        .iter()
+        .map(|e| ArtifactInput {
+            name: e.name.clone(),
+            path: e.path.clone(),
+        })
+        .collect();
+    let (dir_owned, from) = (dir.to_owned(), plan.machine.to_owned());
+    let result = tokio::task::spawn_blocking(move || {
+        artifacts::write(&dir_owned, &from, &inputs, &recipe, jobs)
+    })
+    .await
+    .map_err(|join| ImageBuildError::Spawn {
+        program: "the artifact writers".to_owned(),
+        source: std::io::Error::other(join),
+    })
+    .and_then(|r| r);
+    match result {
+        Ok(written) => {
+            timer.finish(if written.changed {
+                StepOutcome::Done
+            } else {
+                StepOutcome::Skipped {
+                    reason: "the directory already holds them".to_owned(),
+                }
+            });
+            Ok(written.files)
+        }
+        Err(err) => timer.done(Err(err)),
+    }
+}
+
+/// The inputs every image of one build shares.
+struct Plan<'a> {
+    repo: &'a str,
+    machine: &'a str,
+    version: &'a str,
+    qemu_version: &'a str,
+    registrar: &'a Registrar,
+    hashes: &'a BTreeMap<String, String>,
+    created: String,
+    revision: String,
+}
+
+/// One image to make: its tags, recipe and build.
+struct ImageJob {
+    tags: Vec<String>,
+    recipe: String,
+    spec: PendingSpec,
+}
+
+/// A build spec whose large inputs are read only when the image is built.
+enum PendingSpec {
+    /// Ready.
+    Ready(BuildSpec),
+    /// One emulator, read from `path` into an inline context.
+    Emulator {
+        spec: BuildSpec,
+        file_name: String,
+        path: PathBuf,
+    },
+}
+
+impl PendingSpec {
+    async fn into_spec(self) -> Result<BuildSpec, ImageBuildError> {
+        match self {
+            PendingSpec::Ready(spec) => Ok(spec),
+            PendingSpec::Emulator {
+                mut spec,
+                file_name,
+                path,
+            } => {
+                let bytes = tokio::fs::read(&path)
+                    .await
+                    .map_err(ImageBuildError::io("read", &path))?;
+                spec.context = crate::runtime::BuildContext::Inline {
+                    containerfile: containerfile::TARGET.to_owned(),
+                    files: vec![ContextFile::executable(file_name, bytes)],
+                };
+                Ok(spec)
+            }
+        }
+    }
+}
+
+impl Plan<'_> {
+    /// Labels whose values are part of the content (everything but the
+    /// build time and revision).
+    fn content_labels(
+        &self,
+        title: &str,
+        description: &str,
+        licenses: &str,
+    ) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (LABEL_TITLE.to_owned(), title.to_owned()),
+            (LABEL_DESCRIPTION.to_owned(), description.to_owned()),
+            (LABEL_VERSION.to_owned(), self.version.to_owned()),
+            (LABEL_SOURCE.to_owned(), SOURCE_URL.to_owned()),
+            (LABEL_LICENSES.to_owned(), licenses.to_owned()),
+            (LABEL_QEMU_VERSION.to_owned(), self.qemu_version.to_owned()),
+        ])
+    }
+
+    /// The recipe of an image and its build spec (tag filled in later).
+    fn spec(
+        &self,
+        kind: &str,
+        containerfile: &str,
+        files: &[(String, &str)],
+        labels: BTreeMap<String, String>,
+        context: crate::runtime::BuildContext,
+    ) -> (String, BuildSpec) {
+        let mut recipe = Recipe::new(&format!("qus-images/{kind}"))
+            .field("builder", BUILDER_VERSION)
+            .field("containerfile", containerfile);
+        let mut files = files.to_vec();
+        files.sort();
+        for (path, sha) in files {
+            recipe = recipe.field(&format!("file:{path}"), sha);
+        }
+        for (key, value) in &labels {
+            recipe = recipe.field(&format!("label:{key}"), value);
+        }
+        let mut spec = BuildSpec::new(context, String::new()).with_timeout(IMAGE_BUILD_TIMEOUT);
+        spec.labels = labels;
+        let spec = spec
+            .with_label(LABEL_CREATED, &self.created)
+            .with_label(LABEL_REVISION, &self.revision);
+        (recipe.finish(), spec)
+    }
+
+    /// `register`: the registrar alone.
+    fn register_job(&self, work: &Path) -> Result<ImageJob, ImageBuildError> {
+        let context = work.join("context-register");
+        write_registrar_context(&context, containerfile::REGISTER, self.registrar, &[])?;
+        let mut labels = self.content_labels(
+            "qus-register",
+            "qus-register, the binfmt_misc registrar of qus, alone: registers the host's /usr/bin/qemu-*-static",
+            QUS_LICENSE,
+        );
+        labels.insert(
+            LABEL_REGISTRAR_VERSION.to_owned(),
+            self.registrar.version.clone(),
+        );
+        let files = [(REGISTRAR_PATH.to_owned(), self.registrar.sha256.as_str())];
+        let (recipe, spec) = self.spec(
+            "register",
+            containerfile::REGISTER,
+            &files,
+            labels,
+            crate::runtime::BuildContext::Dir(context),
+        );
+        Ok(ImageJob {
+            tags: register_tags(self.repo),
+            recipe,
+            spec: PendingSpec::Ready(spec),
+        })
+    }
+
+    /// `latest`: the registrar and every emulator outside the host family.
+    fn latest_job(
+        &self,
+        work: &Path,
+        emulators: &[&Emulator],
+    ) -> Result<ImageJob, ImageBuildError> {
+        let context = work.join("context-latest");
+        write_registrar_context(&context, containerfile::LATEST, self.registrar, emulators)?;
+        let mut labels = self.content_labels(
+            "qemu-user-static",
+            &format!(
+                "qus-register with the QEMU user-mode emulators of Debian's qemu-user-static {} \
+                 for {} foreign targets; run with --reset -p yes",
+                self.qemu_version,
+                emulators.len()
+            ),
+            &format!("{QUS_LICENSE} AND {QEMU_LICENSE}"),
+        );
+        labels.insert(
+            LABEL_REGISTRAR_VERSION.to_owned(),
+            self.registrar.version.clone(),
+        );
+        let mut files = vec![(REGISTRAR_PATH.to_owned(), self.registrar.sha256.as_str())];
+        files.extend(emulators.iter().map(|e| {
+            (
+                format!("usr/bin/{}", e.file_name()),
+                self.hashes[&e.name].as_str(),
+            )
+        }));
+        let (recipe, spec) = self.spec(
+            "latest",
+            containerfile::LATEST,
+            &files,
+            labels,
+            crate::runtime::BuildContext::Dir(context),
+        );
+        Ok(ImageJob {
+            tags: latest_tags(self.repo, self.version),
+            recipe,
+            spec: PendingSpec::Ready(spec),
+        })
+    }
+
+    /// One emulator's image.
+    fn target_job(&self, emulator: &Emulator) -> ImageJob {
+        let labels = self.content_labels(
+            &emulator.file_name(),
+            &format!(
+                "QEMU user-mode emulator for {} from Debian's qemu-user-static {}, alone, \
+                 as /usr/bin/{}",
+                emulator.name,
+                self.qemu_version,
+                emulator.file_name()
+            ),
+            QEMU_LICENSE,
+        );
+        let files = [(
+            format!("usr/bin/{}", emulator.file_name()),
+            self.hashes[&emulator.name].as_str(),
+        )];
+        let placeholder = crate::runtime::BuildContext::Inline {
+            containerfile: containerfile::TARGET.to_owned(),
+            files: Vec::new(),
+        };
+        let (recipe, spec) =
+            self.spec("target", containerfile::TARGET, &files, labels, placeholder);
+        ImageJob {
+            tags: target_tags(self.repo, self.machine, &emulator.name, self.version),
+            recipe,
+            spec: PendingSpec::Emulator {
+                spec,
+                file_name: emulator.file_name(),
+                path: emulator.path.clone(),
+            },
+        }
+    }
+}
+
+/// Writes a directory context: `Containerfile`, `rootfs/usr/bin/qus-register`,
+/// the emulators next to it (hard links when possible), and the
+/// `rootfs/register` symlink.
+fn write_registrar_context(
+    dir: &Path,
+    containerfile: &str,
+    registrar: &Registrar,
+    emulators: &[&Emulator],
+) -> Result<(), ImageBuildError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join("rootfs/usr/bin");
+    std::fs::create_dir_all(&bin).map_err(ImageBuildError::io("create directory", &bin))?;
+    let file = dir.join("Containerfile");
+    std::fs::write(&file, containerfile).map_err(ImageBuildError::io("write", &file))?;
+    let target = dir.join("rootfs").join(REGISTRAR_PATH);
+    std::fs::write(&target, &registrar.bytes).map_err(ImageBuildError::io("write", &target))?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+        .map_err(ImageBuildError::io("set the mode of", &target))?;
+    for emulator in emulators {
+        let link = bin.join(emulator.file_name());
+        if std::fs::hard_link(&emulator.path, &link).is_err() {
+            std::fs::copy(&emulator.path, &link).map_err(ImageBuildError::io("copy", &link))?;
+        }
+    }
+    let symlink = dir.join("rootfs/register");
+    std::os::unix::fs::symlink(REGISTRAR_PATH, &symlink)
+        .map_err(ImageBuildError::io("create symlink", &symlink))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_x86_family_is_left_out_of_latest() {
+        for name in ["i386", "x86_64"] {
+            assert!(is_host_family(name, "i386"), "{name}");
+        }
+        for name in ["aarch64", "arm", "cris", "nios2", "xtensaeb"] {
+            assert!(!is_host_family(name, "i386"), "{name}");
+        }
+        assert!(is_host_family("aarch64", "arm"));
+        assert!(is_host_family("arm", "arm"));
+    }
+
+    #[test]
+    fn options_are_checked_before_any_work() {
+        let bad_repo = BuildOptions {
+            repo: "Qus/X".into(),
+            ..BuildOptions::default()
+        };
+        assert!(validate(&bad_repo).unwrap_err().is_usage());
+        let bad_version = BuildOptions {
+            deb: DebSource::Apt {
+                version: Some("7.2; rm -rf /".into()),
+            },
+            ..BuildOptions::default()
+        };
+        assert!(validate(&bad_version).unwrap_err().is_usage());
+        let no_jobs = BuildOptions {
+            jobs: 0,
+            ..BuildOptions::default()
+        };
+        assert!(validate(&no_jobs).unwrap_err().is_usage());
+        assert!(validate(&BuildOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn registrar_contexts_hold_the_symlink_and_the_emulators() {
+        let work = tempfile::tempdir().unwrap();
+        let emulator_path = work.path().join("qemu-aarch64-static");
+        std::fs::write(&emulator_path, b"emu").unwrap();
+        let emulator = Emulator {
+            name: "aarch64".into(),
+            path: emulator_path,
+        };
+        let registrar = Registrar {
+            bytes: b"reg".to_vec(),
+            sha256: String::new(),
+            version: "0.1.0".into(),
+        };
+        let dir = work.path().join("ctx");
+        write_registrar_context(&dir, "FROM scratch\n", &registrar, &[&emulator]).unwrap();
+        assert_eq!(
+            std::fs::read_link(dir.join("rootfs/register")).unwrap(),
+            Path::new("usr/bin/qus-register")
+        );
+        assert_eq!(std::fs::read(dir.join("rootfs/register")).unwrap(), b"reg");
+        assert_eq!(
+            std::fs::read(dir.join("rootfs/usr/bin/qemu-aarch64-static")).unwrap(),
+            b"emu"
+        );
+    }
+}

@@ -1,0 +1,45 @@
+//! The Containerfiles of `images/` at the repository root, compiled in.
+//!
+//! They are part of every image's recipe, so editing one rebuilds exactly
+//! the images built from it. Their comments say what each context holds.
+
+/// `<repo>:latest`, `<repo>:<version>`.
+pub(crate) const LATEST: &str = include_str!("../../../images/latest.Containerfile");
+
+/// `<repo>:register`.
+pub(crate) const REGISTER: &str = include_str!("../../../images/register.Containerfile");
+
+/// The four tags of one emulator.
+pub(crate) const TARGET: &str = include_str!("../../../images/target.Containerfile");
+
+/// `qus-fixtures/probe:<target>`.
+pub(crate) const PROBE: &str = include_str!("../../../images/probe.Containerfile");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The instructions of a Containerfile, comments and blanks dropped.
+    fn instructions(text: &str) -> Vec<&str> {
+        text.lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    }
+
+    #[test]
+    fn every_image_starts_from_scratch_and_runs_nothing() {
+        for text in [LATEST, REGISTER, TARGET, PROBE] {
+            let lines = instructions(text);
+            assert_eq!(lines[0], "FROM scratch");
+            assert!(lines.iter().all(|l| !l.starts_with("RUN")), "{text}");
+        }
+    }
+
+    #[test]
+    fn registrar_images_enter_through_qus_register() {
+        for text in [LATEST, REGISTER] {
+            assert!(instructions(text).contains(&r#"ENTRYPOINT ["/usr/bin/qus-register"]"#));
+        }
+    }
+}

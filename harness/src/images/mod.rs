@@ -1,0 +1,61 @@
+//! Building the images qus ships and the fixtures its scenarios use.
+//!
+//! Two entry points, both blocking (each runs its own tokio runtime):
+//!
+//! - [`build`]: the registrar images from Debian's `qemu-user-static`
+//!   package and a static `qus-register` (`<repo>:latest`, `:<version>`,
+//!   `:register`, and four tags per emulator), plus the release artifacts
+//!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
+//! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
+//!   imported as `qus-fixtures/<arch>:<suite>`, and one `FROM scratch`
+//!   image per probe program (`qus-fixtures/probe:<target>`).
+//!
+//! Both are idempotent: every image carries a recipe label (a hash of its
+//! inputs) and is skipped when its tags already name an image with that
+//! recipe; root filesystems are cached as tarballs keyed by recipe. Both
+//! report [`ImagesEvent`]s to a [`Progress`] and never print. Nothing is
+//! pulled: every image is `FROM scratch` or imported. The Containerfiles
+//! live in `images/` at the repository root and are compiled in.
+//!
+//! This module drives Docker Engine only; other engines load what it built
+//! (`docker save | podman load`). It does not run scenarios.
+
+mod artifacts;
+mod build;
+mod containerfile;
+mod deb;
+mod engine;
+mod error;
+mod fixtures;
+mod handler;
+mod labels;
+mod mirror;
+mod paths;
+mod probes;
+mod progress;
+mod recipe;
+mod registrar;
+mod rootfs;
+mod session;
+mod tags;
+mod tool;
+mod workdir;
+
+pub use build::{BuildOptions, BuildReport, DEFAULT_REPO, build};
+pub use deb::{DebSource, image_version};
+pub use engine::BuiltImage;
+pub use error::ImageBuildError;
+pub use fixtures::{
+    DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, RootfsReport, fixtures,
+};
+pub use labels::{
+    LABEL_CREATED, LABEL_DEBIAN_ARCH, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_TARGET,
+    LABEL_QEMU_VERSION, LABEL_RECIPE, LABEL_REGISTRAR_VERSION, LABEL_REVISION, LABEL_SOURCE,
+    LABEL_TITLE, LABEL_UNAME, LABEL_VERSION,
+};
+pub use mirror::{DEFAULT_MIRROR, mirror_from_sources};
+pub use paths::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, default_cache_dir, workspace_root};
+pub use probes::{ProbeRow, read_probe_table};
+pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOutcome};
+pub use registrar::RegistrarSource;
+pub use tags::{latest_tags, register_tags, target_tags};

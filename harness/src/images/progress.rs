@@ -1,0 +1,212 @@
+//! What the image builders report while they work.
+//!
+//! The main types are [`ImagesEvent`] (a step started or finished) and the
+//! [`Progress`] trait that receives them. Builders never print: the CLI
+//! renders events (a spinner per step, elapsed times), tests collect them.
+//! Several steps may run at once (images are built concurrently), so a
+//! `StepStarted` is not necessarily followed by its own `StepFinished`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One unit of work, as a reporter names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Download the `qemu-user-static` package with `apt-get download`.
+    FetchDeb {
+        /// `qemu-user-static=<version>`, or the candidate version when `None`.
+        version: Option<String>,
+    },
+    /// Read the package's version and unpack its emulators.
+    UnpackDeb {
+        /// The `.deb` file.
+        path: PathBuf,
+    },
+    /// Compile the static `qus-register` with cargo.
+    CompileRegistrar {
+        /// The workspace compiled.
+        workspace: PathBuf,
+    },
+    /// Check that a registrar binary is static and for this host.
+    CheckRegistrar {
+        /// The binary.
+        path: PathBuf,
+    },
+    /// Hash the emulators and the registrar (the recipes' inputs).
+    HashInputs,
+    /// Build one image, or import one root filesystem, and tag it.
+    Image {
+        /// Every tag the image gets; the first is its primary name.
+        tags: Vec<String>,
+    },
+    /// Write the release artifacts and `SHA256SUMS`.
+    WriteArtifacts {
+        /// The output directory.
+        dir: PathBuf,
+    },
+    /// Register binfmt_misc handlers (flag `F`) for `debootstrap`'s
+    /// second stage; they are restored when the fixtures are done.
+    RegisterHandlers {
+        /// Entry names (`qemu-aarch64`).
+        entries: Vec<String>,
+    },
+    /// Make a root filesystem tarball with `debootstrap` (or find it cached).
+    Rootfs {
+        /// Debian architecture (`arm64`).
+        arch: String,
+        /// The cache file.
+        tarball: PathBuf,
+    },
+}
+
+/// How an image step ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageStatus {
+    /// Built (or imported) and tagged.
+    Built,
+    /// An image with the same recipe existed under one of the tags; the
+    /// missing tags were added to it.
+    Retagged,
+    /// Every tag already named an image with the same recipe.
+    Unchanged,
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// The work was done.
+    Done,
+    /// Nothing had to be done.
+    Skipped {
+        /// Why (`recipe 1f2e… already built`, `cached`).
+        reason: String,
+    },
+    /// The step failed; the error itself is returned by the entry point.
+    Failed {
+        /// The error's message, for the reporter's line.
+        message: String,
+    },
+}
+
+/// What a builder reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImagesEvent {
+    /// A step began.
+    StepStarted {
+        /// Which.
+        step: Step,
+    },
+    /// A step ended.
+    StepFinished {
+        /// Which.
+        step: Step,
+        /// How.
+        outcome: StepOutcome,
+        /// Wall-clock time since its `StepStarted`.
+        elapsed: Duration,
+    },
+}
+
+/// Receives [`ImagesEvent`]s; called from several threads at once.
+pub trait Progress: Sync {
+    /// Handles one event.
+    fn event(&self, event: &ImagesEvent);
+}
+
+impl<F: Fn(&ImagesEvent) + Sync> Progress for F {
+    fn event(&self, event: &ImagesEvent) {
+        self(event);
+    }
+}
+
+/// A [`Progress`] that drops every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn event(&self, _event: &ImagesEvent) {}
+}
+
+/// Reports one step: `StepStarted` now, `StepFinished` with the elapsed
+/// time when finished. Dropping it unfinished (a cancelled step) reports
+/// nothing more.
+pub(crate) struct StepTimer<'a> {
+    progress: &'a dyn Progress,
+    step: Option<Step>,
+    started: std::time::Instant,
+}
+
+impl<'a> StepTimer<'a> {
+    /// Reports `step` as started.
+    pub(crate) fn start(progress: &'a dyn Progress, step: Step) -> Self {
+        progress.event(&ImagesEvent::StepStarted { step: step.clone() });
+        Self {
+            progress,
+            step: Some(step),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Reports the step as finished with `outcome`.
+    pub(crate) fn finish(mut self, outcome: StepOutcome) {
+        if let Some(step) = self.step.take() {
+            self.progress.event(&ImagesEvent::StepFinished {
+                step,
+                outcome,
+                elapsed: self.started.elapsed(),
+            });
+        }
+    }
+
+    /// Reports the step's `result`: `Done`, or `Failed` with the error's
+    /// message; passes the result through.
+    pub(crate) fn done<T, E: std::fmt::Display>(self, result: Result<T, E>) -> Result<T, E> {
+        let outcome = match &result {
+            Ok(_) => StepOutcome::Done,
+            Err(err) => StepOutcome::Failed {
+                message: err.to_string(),
+            },
+        };
+        self.finish(outcome);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[test]
+    fn timer_reports_start_then_finish() {
+        let seen = Mutex::new(Vec::new());
+        let progress = |event: &ImagesEvent| seen.lock().unwrap().push(event.clone());
+        let timer = StepTimer::start(&progress, Step::HashInputs);
+        let result: Result<(), String> = timer.done(Err("boom".into()));
+        assert!(result.is_err());
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(
+            seen[0],
+            ImagesEvent::StepStarted {
+                step: Step::HashInputs
+            }
+        );
+        assert!(matches!(
+            &seen[1],
+            ImagesEvent::StepFinished {
+                step: Step::HashInputs,
+                outcome: StepOutcome::Failed { message },
+                ..
+            } if message == "boom"
+        ));
+    }
+
+    #[test]
+    fn dropped_timer_reports_no_finish() {
+        let seen = Mutex::new(Vec::new());
+        let progress = |event: &ImagesEvent| seen.lock().unwrap().push(event.clone());
+        drop(StepTimer::start(&progress, Step::HashInputs));
+        assert_eq!(seen.into_inner().unwrap().len(), 1);
+    }
+}

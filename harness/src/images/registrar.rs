@@ -1,0 +1,211 @@
+//! The static `qus-register` that goes into the images: compiled from the
+//! workspace or taken from a file, and checked before use.
+//!
+//! The main items are [`RegistrarSource`] and [`Registrar`]. Compiling uses
+//! `cargo build --release -p qus-registrar --target <host triple>` with
+//! `RUSTFLAGS=-C target-feature=+crt-static`: naming the target explicitly
+//! keeps those flags away from build scripts and proc macros (which must
+//! stay dynamic) and puts the binary in its own target directory, so the
+//! workspace's ordinary builds are not invalidated. Whatever the source, the
+//! binary must be a static ELF file for this host's CPU
+//! (`qus_registrar::elf`): the images are `FROM scratch`, with no loader.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use qus_registrar::{elf, targets};
+
+use super::error::ImageBuildError;
+use super::paths::workspace_root;
+use super::recipe::sha256_bytes;
+use super::tool::{CARGO, Invocation, Tool};
+
+/// The package and binary compiled.
+const PACKAGE: &str = "qus-registrar";
+const BINARY: &str = "qus-register";
+
+/// Bound on a cold release build with LTO.
+const COMPILE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// Where the registrar comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RegistrarSource {
+    /// Compile it from the workspace at this path.
+    Workspace(PathBuf),
+    /// Use this prebuilt binary (`--registrar PATH`).
+    File(PathBuf),
+}
+
+impl Default for RegistrarSource {
+    /// The workspace this harness was compiled from.
+    fn default() -> Self {
+        RegistrarSource::Workspace(workspace_root())
+    }
+}
+
+/// A checked registrar binary, in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct Registrar {
+    /// The binary.
+    pub(crate) bytes: Vec<u8>,
+    /// Its SHA-256.
+    pub(crate) sha256: String,
+    /// What `qus-register --version` prints after the name (`0.1.0`).
+    pub(crate) version: String,
+}
+
+/// The Rust target triple of this host (`x86_64-unknown-linux-gnu`).
+pub(crate) fn host_triple(machine: &str) -> String {
+    format!("{machine}-unknown-linux-gnu")
+}
+
+/// Compiles the static registrar in `workspace` and returns its path.
+pub(crate) async fn compile(workspace: &Path, machine: &str) -> Result<PathBuf, ImageBuildError> {
+    // `cargo` runs us under `cargo test`/`cargo run` with `$CARGO` set:
+    // prefer that exact toolchain.
+    let mut invocation = Invocation::new(CARGO);
+    if let Some(cargo) = std::env::var_os("CARGO").filter(|c| !c.is_empty()) {
+        invocation = invocation.program(cargo);
+    }
+    let output = invocation
+        .args(["build", "--release", "-p", PACKAGE, "--bin", BINARY])
+        .args(["--target", &host_triple(machine)])
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(workspace)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // It would override RUSTFLAGS (cargo's precedence).
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .timeout(COMPILE_TIMEOUT)
+        .hint("or pass a prebuilt static registrar with `--registrar PATH`")
+        .output()
+        .await?;
+    executable_from_messages(&String::from_utf8_lossy(&output.stdout)).ok_or_else(|| {
+        ImageBuildError::UnusableRegistrar {
+            path: workspace.to_owned(),
+            reason: format!("cargo reported no `{BINARY}` executable"),
+        }
+    })
+}
+
+/// The `executable` of the `qus-register` binary artifact in cargo's JSON
+/// messages.
+fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == BINARY)
+        .filter_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .next_back()
+}
+
+/// Reads and checks the binary at `path`: a static ELF executable for the
+/// host's CPU `machine` that answers `--version`.
+pub(crate) async fn load(path: &Path, machine: &str) -> Result<Registrar, ImageBuildError> {
+    let header = elf::read_file(path).map_err(|source| ImageBuildError::Elf {
+        path: path.to_owned(),
+        source,
+    })?;
+    if let Some(interp) = &header.interp {
+        return Err(ImageBuildError::UnusableRegistrar {
+            path: path.to_owned(),
+            reason: format!(
+                "it is dynamically linked (interpreter `{interp}`) and the images have no \
+                 loader; build it with `RUSTFLAGS='-C target-feature=+crt-static'` and `--target`"
+            ),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(ImageBuildError::io("read", path))?;
+    if let Some(host) = targets::find(machine) {
+        if !elf::matches(host, &bytes) {
+            return Err(ImageBuildError::UnusableRegistrar {
+                path: path.to_owned(),
+                reason: format!("it is not an executable for this host's CPU `{machine}`"),
+            });
+        }
+    }
+    let version = version(path).await?;
+    Ok(Registrar {
+        sha256: sha256_bytes(&bytes),
+        bytes,
+        version,
+    })
+}
+
+/// `0.1.0` from `qus-register 0.1.0`.
+async fn version(path: &Path) -> Result<String, ImageBuildError> {
+    let tool = Tool {
+        program: BINARY,
+        hint: "",
+    };
+    let output = Invocation::new(tool)
+        .program(path)
+        .arg("--version")
+        .timeout(Duration::from_secs(30))
+        .output()
+        .await?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    parse_version(&text).ok_or_else(|| ImageBuildError::UnusableRegistrar {
+        path: path.to_owned(),
+        reason: format!(
+            "`--version` printed `{}`, not `{BINARY} <version>`",
+            text.trim()
+        ),
+    })
+}
+
+fn parse_version(text: &str) -> Option<String> {
+    let line = text.lines().next()?.trim();
+    let version = line.strip_prefix(BINARY)?.trim();
+    (!version.is_empty() && !version.contains(char::is_whitespace)).then(|| version.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_executable_is_found_in_cargo_messages() {
+        let stdout = r#"{"reason":"compiler-artifact","target":{"name":"clap","kind":["lib"]},"executable":null}
+{"reason":"compiler-artifact","target":{"name":"qus-register","kind":["bin"]},"executable":"/w/target/x86_64-unknown-linux-gnu/release/qus-register"}
+{"reason":"build-finished","success":true}"#;
+        assert_eq!(
+            executable_from_messages(stdout),
+            Some(PathBuf::from(
+                "/w/target/x86_64-unknown-linux-gnu/release/qus-register"
+            ))
+        );
+        assert_eq!(executable_from_messages("not json\n"), None);
+    }
+
+    #[test]
+    fn versions_parse() {
+        assert_eq!(
+            parse_version("qus-register 0.1.0\n").as_deref(),
+            Some("0.1.0")
+        );
+        assert_eq!(parse_version("other 0.1.0\n"), None);
+        assert_eq!(parse_version("qus-register\n"), None);
+    }
+
+    #[test]
+    fn triples_name_the_gnu_target() {
+        assert_eq!(host_triple("x86_64"), "x86_64-unknown-linux-gnu");
+        assert_eq!(host_triple("aarch64"), "aarch64-unknown-linux-gnu");
+    }
+
+    #[test]
+    fn a_dynamic_binary_is_refused() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The harness's own test binary is dynamically linked.
+        let me = std::env::current_exe().unwrap();
+        let err = runtime.block_on(load(&me, "x86_64")).unwrap_err();
+        assert!(
+            matches!(&err, ImageBuildError::UnusableRegistrar { reason, .. }
+                if reason.contains("dynamically linked")),
+            "{err:?}"
+        );
+    }
+}

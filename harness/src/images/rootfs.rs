@@ -1,0 +1,478 @@
+//! Debian root filesystems for the fixture images: made with `debootstrap`,
+//! cached as tarballs keyed by recipe.
+//!
+//! The main items are [`DebianArch`] (the architectures bookworm ships,
+//! with their QEMU target and `uname -m`), [`RootfsRecipe`] (what decides a
+//! root filesystem's content) and [`ensure_tarball`]. A tarball lives at
+//! `<cache>/rootfs/<arch>-<recipe>.tar.gz`; it is rebuilt only when absent,
+//! and replaces any tarball of the same architecture with another recipe.
+//! `debootstrap` runs in a work directory under the cache (same file
+//! system, so the finished tarball is renamed into place atomically) that
+//! is removed afterwards, unmounting what a killed `debootstrap` left
+//! mounted. Registering the binfmt_misc handlers a foreign `debootstrap`
+//! needs is the caller's job (`handler.rs`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use qus_registrar::targets::{self, Target};
+
+use super::error::ImageBuildError;
+use super::progress::{Progress, Step, StepOutcome, StepTimer};
+use super::recipe::Recipe;
+use super::tool::{DEBOOTSTRAP, Invocation, TAR, last_lines};
+use super::workdir::WorkDir;
+
+/// Part of every root filesystem recipe: bump it when the way a root
+/// filesystem or its image is made changes (cleaning, tar flags, the
+/// image's `CMD`, `ENV` and labels).
+const ROOTFS_BUILDER_VERSION: &str = "1";
+
+/// Bound on one `debootstrap` (about 2 minutes under emulation).
+const DEBOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// Bound on packing one root filesystem.
+const TAR_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// How many lines of `debootstrap.log` a failure keeps.
+const LOG_TAIL_LINES: usize = 20;
+
+/// A Debian architecture of bookworm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum DebianArch {
+    /// x86-64.
+    Amd64,
+    /// 64-bit ARM.
+    Arm64,
+    /// 32-bit ARM, soft float (ARMv5).
+    Armel,
+    /// 32-bit ARM, hard float (ARMv7).
+    Armhf,
+    /// 32-bit x86.
+    I386,
+    /// 64-bit little-endian MIPS.
+    Mips64el,
+    /// 32-bit little-endian MIPS.
+    Mipsel,
+    /// 64-bit little-endian POWER.
+    Ppc64el,
+    /// IBM Z.
+    S390x,
+}
+
+impl DebianArch {
+    /// Every architecture, in name order.
+    pub const ALL: [DebianArch; 9] = [
+        DebianArch::Amd64,
+        DebianArch::Arm64,
+        DebianArch::Armel,
+        DebianArch::Armhf,
+        DebianArch::I386,
+        DebianArch::Mips64el,
+        DebianArch::Mipsel,
+        DebianArch::Ppc64el,
+        DebianArch::S390x,
+    ];
+
+    /// The fixtures built by default: the architectures the scenarios use.
+    pub const DEFAULT: [DebianArch; 5] = [
+        DebianArch::Arm64,
+        DebianArch::Armhf,
+        DebianArch::Ppc64el,
+        DebianArch::S390x,
+        DebianArch::I386,
+    ];
+
+    /// Debian's name (`arm64`).
+    pub fn as_str(self) -> &'static str {
+        self.row().0
+    }
+
+    /// The QEMU target that runs its binaries (`aarch64`).
+    pub fn qemu_target(self) -> &'static Target {
+        targets::find(self.row().1).expect("every Debian architecture maps to a QEMU target")
+    }
+
+    /// What `uname -m` prints in its root filesystem under QEMU user mode
+    /// with the default CPU (the `uname` column of `fixtures/probes/probes.tsv`
+    /// for the same target). Natively, on a host of the same family, the
+    /// host's kernel answers instead (`x86_64` for `i386` on an x86-64 host).
+    pub fn uname(self) -> &'static str {
+        self.row().2
+    }
+
+    /// Name, QEMU target, `uname -m`.
+    fn row(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            DebianArch::Amd64 => ("amd64", "x86_64", "x86_64"),
+            DebianArch::Arm64 => ("arm64", "aarch64", "aarch64"),
+            // QEMU's `arm` has one default CPU model whatever the float ABI.
+            DebianArch::Armel => ("armel", "arm", "armv7l"),
+            DebianArch::Armhf => ("armhf", "arm", "armv7l"),
+            DebianArch::I386 => ("i386", "i386", "i686"),
+            DebianArch::Mips64el => ("mips64el", "mips64el", "mips64"),
+            DebianArch::Mipsel => ("mipsel", "mipsel", "mips"),
+            DebianArch::Ppc64el => ("ppc64el", "ppc64le", "ppc64le"),
+            DebianArch::S390x => ("s390x", "s390x", "s390x"),
+        }
+    }
+}
+
+impl fmt::Display for DebianArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for DebianArch {
+    type Err = ImageBuildError;
+
+    /// Debian's name (`arm64`), case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim().to_ascii_lowercase();
+        DebianArch::ALL
+            .into_iter()
+            .find(|a| a.as_str() == wanted)
+            .ok_or_else(|| ImageBuildError::InvalidOption {
+                what: "Debian architecture",
+                value: s.to_owned(),
+                reason: format!(
+                    "expected one of {}",
+                    DebianArch::ALL.map(DebianArch::as_str).join(", ")
+                ),
+            })
+    }
+}
+
+/// Everything that decides a root filesystem's content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RootfsRecipe {
+    pub(crate) arch: DebianArch,
+    pub(crate) suite: String,
+    pub(crate) variant: String,
+    pub(crate) mirror: String,
+    /// Extra packages (`--include`), sorted.
+    pub(crate) include: Vec<String>,
+}
+
+impl RootfsRecipe {
+    /// The recipe hash.
+    pub(crate) fn hash(&self) -> String {
+        Recipe::new("qus-fixtures/rootfs")
+            .field("builder", ROOTFS_BUILDER_VERSION)
+            .field("arch", self.arch.as_str())
+            .field("suite", &self.suite)
+            .field("variant", &self.variant)
+            .field("mirror", &self.mirror)
+            .field("include", self.include.join(","))
+            .finish()
+    }
+
+    /// `<cache>/rootfs/<arch>-<recipe>.tar.gz`.
+    pub(crate) fn tarball(&self, cache_dir: &Path) -> PathBuf {
+        cache_dir
+            .join("rootfs")
+            .join(format!("{}-{}.tar.gz", self.arch, self.hash()))
+    }
+
+    /// The `debootstrap` arguments after the program name.
+    fn debootstrap_args(&self, root: &Path) -> Vec<String> {
+        let mut args = vec![
+            format!("--variant={}", self.variant),
+            format!("--arch={}", self.arch),
+        ];
+        if !self.include.is_empty() {
+            args.push(format!("--include={}", self.include.join(",")));
+        }
+        args.extend([
+            self.suite.clone(),
+            root.display().to_string(),
+            self.mirror.clone(),
+        ]);
+        args
+    }
+}
+
+/// Makes sure the recipe's tarball is in the cache; returns its path and
+/// whether it was already there. Reports one [`Step::Rootfs`].
+pub(crate) async fn ensure_tarball(
+    recipe: &RootfsRecipe,
+    cache_dir: &Path,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, bool), ImageBuildError> {
+    let tarball = recipe.tarball(cache_dir);
+    let timer = StepTimer::start(
+        progress,
+        Step::Rootfs {
+            arch: recipe.arch.to_string(),
+            tarball: tarball.clone(),
+        },
+    );
+    if tarball.is_file() {
+        timer.finish(StepOutcome::Skipped {
+            reason: "cached".to_owned(),
+        });
+        return Ok((tarball, true));
+    }
+    timer
+        .done(make_tarball(recipe, &tarball).await)
+        .map(|()| (tarball, false))
+}
+
+/// `debootstrap`, clean, pack, rename into place, drop older recipes.
+async fn make_tarball(recipe: &RootfsRecipe, tarball: &Path) -> Result<(), ImageBuildError> {
+    let dir = tarball
+        .parent()
+        .expect("a cache tarball path has a parent directory");
+    let work = WorkDir::create(dir, &format!(".work-{}", recipe.arch))?;
+    let root = work.path().join("root");
+    let result = Invocation::new(DEBOOTSTRAP)
+        .args(recipe.debootstrap_args(&root))
+        .timeout(DEBOOTSTRAP_TIMEOUT)
+        .hint(format!(
+            "check that `{}` serves {} for `{}`",
+            recipe.mirror, recipe.suite, recipe.arch
+        ))
+        .output()
+        .await;
+    if let Err(ImageBuildError::CommandFailed {
+        command,
+        status,
+        mut output,
+        hint,
+    }) = result
+    {
+        // debootstrap's own log says what went wrong inside the chroot;
+        // it goes first so that its own `E:` line stays the last one.
+        let log = root.join("debootstrap/debootstrap.log");
+        let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+        if !log_text.trim().is_empty() {
+            output = format!(
+                "--- {}:\n{}--- debootstrap:\n{output}",
+                log.display(),
+                last_lines(&log_text, LOG_TAIL_LINES)
+            );
+        }
+        return Err(ImageBuildError::CommandFailed {
+            command,
+            status,
+            output,
+            hint,
+        });
+    }
+    result?;
+    clean(&root)?;
+    let packed = work.path().join("rootfs.tar.gz");
+    Invocation::new(TAR)
+        .arg("--numeric-owner")
+        .arg("-C")
+        .arg(&root)
+        .arg("-czf")
+        .arg(&packed)
+        .arg(".")
+        .timeout(TAR_TIMEOUT)
+        .output()
+        .await?;
+    std::fs::rename(&packed, tarball)
+        .map_err(ImageBuildError::io("move into the cache", tarball))?;
+    remove_other_recipes(dir, recipe.arch, tarball);
+    Ok(())
+}
+
+/// Drops what the public Debian images drop too: downloaded packages and
+/// package lists (a container runs `apt-get update` first).
+fn clean(root: &Path) -> Result<(), ImageBuildError> {
+    for (dir, keep) in [
+        (root.join("var/cache/apt/archives"), ["lock", "partial"]),
+        (root.join("var/lib/apt/lists"), ["lock", "partial"]),
+    ] {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            if is_file && !keep.iter().any(|k| name == *k) {
+                std::fs::remove_file(entry.path())
+                    .map_err(ImageBuildError::io("remove", entry.path()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `<arch>-*.tar.gz` files other than `keep`: a recipe changed.
+fn remove_other_recipes(dir: &Path, arch: DebianArch, keep: &Path) {
+    let prefix = format!("{arch}-");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stem = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".tar.gz"));
+        let is_recipe =
+            stem.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()));
+        if is_recipe && path != keep {
+            if let Err(err) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recipe() -> RootfsRecipe {
+        RootfsRecipe {
+            arch: DebianArch::Arm64,
+            suite: "bookworm".into(),
+            variant: "minbase".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            include: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn architectures_parse_and_map_to_targets() {
+        assert_eq!("arm64".parse::<DebianArch>().unwrap(), DebianArch::Arm64);
+        assert_eq!(
+            "PPC64EL".parse::<DebianArch>().unwrap(),
+            DebianArch::Ppc64el
+        );
+        let err = "aarch64".parse::<DebianArch>().unwrap_err();
+        assert!(err.is_usage());
+        assert!(err.to_string().contains("arm64, armel"), "{err}");
+        for arch in DebianArch::ALL {
+            assert_eq!(arch.to_string().parse::<DebianArch>().unwrap(), arch);
+            // The target's ELF class decides nothing here, but the table
+            // lookup must succeed for every row.
+            let _ = arch.qemu_target();
+        }
+        assert_eq!(DebianArch::Ppc64el.qemu_target().name, "ppc64le");
+        assert_eq!(DebianArch::Armhf.qemu_target().name, "arm");
+    }
+
+    #[test]
+    fn unames_agree_with_the_probe_table() {
+        let dir = crate::images::paths::workspace_root().join("fixtures/probes");
+        let probes = crate::images::probes::read_probe_table(&dir).unwrap();
+        for arch in DebianArch::ALL {
+            let target = arch.qemu_target().name;
+            let row = probes.iter().find(|r| r.target == target).unwrap();
+            assert_eq!(arch.uname(), row.uname, "{arch}");
+        }
+    }
+
+    #[test]
+    fn every_recipe_field_changes_the_key() {
+        let base = recipe();
+        let hash = base.hash();
+        assert_eq!(hash, recipe().hash());
+        let variants = [
+            RootfsRecipe {
+                arch: DebianArch::S390x,
+                ..recipe()
+            },
+            RootfsRecipe {
+                suite: "trixie".into(),
+                ..recipe()
+            },
+            RootfsRecipe {
+                variant: "buildd".into(),
+                ..recipe()
+            },
+            RootfsRecipe {
+                mirror: "http://m.example/debian".into(),
+                ..recipe()
+            },
+            RootfsRecipe {
+                include: vec!["gcc".into()],
+                ..recipe()
+            },
+        ];
+        for other in variants {
+            assert_ne!(other.hash(), hash, "{other:?}");
+        }
+        let path = base.tarball(Path::new("/c"));
+        assert_eq!(
+            path,
+            PathBuf::from(format!("/c/rootfs/arm64-{hash}.tar.gz"))
+        );
+    }
+
+    #[test]
+    fn debootstrap_gets_variant_arch_suite_dir_and_mirror() {
+        let with_include = RootfsRecipe {
+            include: vec!["ca-certificates".into(), "gcc".into()],
+            ..recipe()
+        };
+        assert_eq!(
+            with_include.debootstrap_args(Path::new("/w/root")),
+            [
+                "--variant=minbase",
+                "--arch=arm64",
+                "--include=ca-certificates,gcc",
+                "bookworm",
+                "/w/root",
+                "http://deb.debian.org/debian"
+            ]
+        );
+    }
+
+    #[test]
+    fn cleaning_drops_packages_and_lists_only() {
+        let root = tempfile::tempdir().unwrap();
+        let archives = root.path().join("var/cache/apt/archives");
+        let lists = root.path().join("var/lib/apt/lists");
+        std::fs::create_dir_all(archives.join("partial")).unwrap();
+        std::fs::create_dir_all(&lists).unwrap();
+        std::fs::write(archives.join("apt_2.6.1_arm64.deb"), b"x").unwrap();
+        std::fs::write(archives.join("lock"), b"").unwrap();
+        std::fs::write(
+            lists.join("deb.debian.org_debian_dists_bookworm_InRelease"),
+            b"x",
+        )
+        .unwrap();
+        clean(root.path()).unwrap();
+        assert!(!archives.join("apt_2.6.1_arm64.deb").exists());
+        assert!(archives.join("lock").exists());
+        assert!(archives.join("partial").is_dir());
+        assert_eq!(std::fs::read_dir(&lists).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn older_recipes_of_the_same_arch_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = dir.path().join("arm64-0123456789abcdef.tar.gz");
+        for name in [
+            "arm64-0123456789abcdef.tar.gz",
+            "arm64-fedcba9876543210.tar.gz",
+            "armhf-fedcba9876543210.tar.gz",
+            "arm64-notes.tar.gz",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_other_recipes(dir.path(), DebianArch::Arm64, &keep);
+        let mut left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "arm64-0123456789abcdef.tar.gz",
+                "arm64-notes.tar.gz",
+                "armhf-fedcba9876543210.tar.gz"
+            ]
+        );
+    }
+}

@@ -1,0 +1,63 @@
+//! `qus-harness doctor` through the library's public API: every recorded
+//! host in `tests/fixtures/doctor/` gives the expected exit code and
+//! renders, and `Inputs::gather` works on the machine running the tests.
+
+use std::path::Path;
+
+use qus_harness::doctor::{self, Inputs, Status};
+
+fn fixture(case: &str) -> Inputs {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/doctor")
+        .join(case);
+    Inputs::from_fixture_dir(&dir).unwrap_or_else(|e| panic!("fixture `{case}`: {e:?}"))
+}
+
+#[test]
+fn every_recorded_host_has_its_expected_exit_code() {
+    for (case, code) in [
+        ("ci-host", 0),
+        ("systemd-host", 0),
+        ("broken-host", 1),
+        ("broken-entries", 1),
+        ("rootless-container", 1),
+        ("no-binfmt", 1),
+    ] {
+        let checks = doctor::checks(&fixture(case));
+        assert_eq!(doctor::exit_code(&checks), code, "{case}: {checks:#?}");
+        let mut text = Vec::new();
+        doctor::render_text(&checks, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| !l.starts_with(' ')).count(),
+            checks.len() + 1,
+            "{case}: one line per check and a total:\n{text}"
+        );
+        let json = doctor::render_json(&checks);
+        assert_eq!(
+            json["summary"]["fail"],
+            checks.iter().filter(|c| c.status == Status::Fail).count()
+        );
+    }
+}
+
+/// Reads this machine for real (and probes whatever engines answer). What
+/// the machine looks like is not asserted: only that gathering completes
+/// and the kernel is reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn gather_reads_this_host() {
+    let inputs = Inputs::gather().await;
+    assert!(!inputs.kernel_release.is_empty());
+    let checks = doctor::checks(&inputs);
+    let kernel = checks
+        .iter()
+        .find(|c| c.id == "kernel")
+        .expect("a kernel check");
+    let mut text = Vec::new();
+    doctor::render_text(&checks, &mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
+    assert!(kernel.summary.starts_with(&inputs.kernel_release), "{text}");
+    assert_eq!(inputs.engines.len(), 3, "{text}");
+    // Shown with `--nocapture`: what the doctor says about this machine.
+    eprintln!("{text}");
+}
