@@ -19,9 +19,31 @@ use crate::report::{
 };
 use crate::runner::{self, RunOptions, error_chain};
 use crate::runtime::{
-    DockerRuntime, HostRuntime, PodmanRuntime, Runtime, SingularityRuntime, copy_image_from_docker,
+    DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
+    UnavailableRuntime, copy_image_from_docker,
 };
 use crate::scenario::{self, Instance, Scenario, VarOverrides};
+
+/// Prints a result line. A closed stdout (`qus-harness list | head`) ends
+/// the process quietly, as Unix tools do; it is not an error.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*)
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(i32::from(exit::OK));
+        }
+    }};
+}
+
+/// Prints a progress line; losing one (closed stdout) never stops the work.
+macro_rules! progress {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
 
 /// Runs a parsed command line; returns the exit status.
 pub fn main(cli: Cli) -> u8 {
@@ -30,7 +52,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Validate(paths) => validate(&paths),
         Command::Schema => {
             let schema = scenario::json_schema();
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string_pretty(&schema).expect("a JSON value serializes")
             );
@@ -51,7 +73,7 @@ fn load(paths: &PathsArgs) -> Option<Vec<Scenario>> {
         Ok(scenarios) => Some(scenarios),
         Err(errors) => {
             for e in errors.errors() {
-                eprintln!("error: {e}");
+                print_error(e);
             }
             eprintln!("{} error(s) in scenario files", errors.len());
             None
@@ -64,7 +86,7 @@ fn validate(paths: &PathsArgs) -> u8 {
         return exit::USAGE;
     };
     let instances: usize = scenarios.iter().map(Scenario::instance_count).sum();
-    println!("ok: {} scenarios, {instances} instances", scenarios.len());
+    say!("ok: {} scenarios, {instances} instances", scenarios.len());
     exit::OK
 }
 
@@ -72,9 +94,12 @@ fn list(paths: &PathsArgs) -> u8 {
     let Some(scenarios) = load(paths) else {
         return exit::USAGE;
     };
-    println!(
+    say!(
         "{:<36} {:>9}  {:<28} {:<30} REQUIRES",
-        "SCENARIO", "INSTANCES", "TAGS", "RUNTIMES"
+        "SCENARIO",
+        "INSTANCES",
+        "TAGS",
+        "RUNTIMES"
     );
     for s in &scenarios {
         let runtimes: Vec<&str> = s.runtimes().iter().map(|r| r.as_str()).collect();
@@ -94,7 +119,7 @@ fn list(paths: &PathsArgs) -> u8 {
         if r.network {
             requires.push("network".into());
         }
-        println!(
+        say!(
             "{:<36} {:>9}  {:<28} {:<30} {}",
             s.name(),
             s.instance_count(),
@@ -135,6 +160,22 @@ fn registrar_bin() -> Option<String> {
 /// Loads, expands and selects. `Err` holds the exit status after printing.
 fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
     let scenarios = load(&select.paths).ok_or(exit::USAGE)?;
+    // A `--var` no scenario declares would be ignored: catch the typo.
+    for assignment in &select.vars {
+        let name = assignment
+            .split_once('=')
+            .map_or(assignment.as_str(), |(n, _)| n);
+        let declared = scenario::BUILTIN_VARS.contains(&name)
+            || scenarios
+                .iter()
+                .any(|s| s.vars().iter().any(|v| v.name == name));
+        if !declared {
+            eprintln!(
+                "error: invalid value `{assignment}` for `--var`: no loaded scenario declares `{name}`"
+            );
+            return Err(exit::USAGE);
+        }
+    }
     let vars = overrides(select, run_id).map_err(|e| {
         eprintln!("error: {e}");
         exit::USAGE
@@ -144,7 +185,7 @@ fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
         match scenario::expand(s, &vars) {
             Ok(mut instances) => all.append(&mut instances),
             Err(e) => {
-                eprintln!("error: {e}");
+                print_error(&e);
                 return Err(exit::USAGE);
             }
         }
@@ -163,6 +204,8 @@ enum Engine {
     Podman(PodmanRuntime),
     Singularity(SingularityRuntime),
     Host(HostRuntime),
+    /// An engine asked for by name that does not answer.
+    Unavailable(UnavailableRuntime),
 }
 
 /// Runs `$body` with `$rt` bound to the engine's runtime, whatever its type
@@ -174,6 +217,7 @@ macro_rules! with_engine {
             Engine::Podman($rt) => $body,
             Engine::Singularity($rt) => $body,
             Engine::Host($rt) => $body,
+            Engine::Unavailable($rt) => $body,
         }
     };
 }
@@ -225,18 +269,26 @@ async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
     };
     let singularity = || async { probed(connect_singularity(select).await?).await };
     let host = || Engine::Host(HostRuntime::new());
+    // An engine asked for by name stays that engine when it does not
+    // answer: its scenarios are skipped with the reason, not run elsewhere.
+    let unavailable = |kind, e: String| {
+        (
+            Engine::Unavailable(UnavailableRuntime::new(kind, e.clone())),
+            Err(e),
+        )
+    };
     match select.runtime {
         RuntimeChoice::Docker => match docker().await {
             Ok(d) => (Engine::Docker(d), Ok(())),
-            Err(e) => (host(), Err(e)),
+            Err(e) => unavailable(RuntimeKind::Docker, e),
         },
         RuntimeChoice::Podman => match podman().await {
             Ok(p) => (Engine::Podman(p), Ok(())),
-            Err(e) => (host(), Err(e)),
+            Err(e) => unavailable(RuntimeKind::Podman, e),
         },
         RuntimeChoice::Singularity => match singularity().await {
             Ok(s) => (Engine::Singularity(s), Ok(())),
-            Err(e) => (host(), Err(e)),
+            Err(e) => unavailable(RuntimeKind::Singularity, e),
         },
         RuntimeChoice::Host => (host(), Ok(())),
         RuntimeChoice::Auto => {
@@ -342,12 +394,12 @@ fn print_plan(planned: &[Planned]) {
     let runnable = planned.iter().filter(|p| p.skip.is_none()).count();
     for p in planned {
         match &p.skip {
-            Some(reason) => println!("SKIP   {}: {reason}", p.instance.id),
-            None if p.is_disruptive() => println!("ALONE  {}", p.instance.id),
-            None => println!("RUN    {}", p.instance.id),
+            Some(reason) => say!("SKIP   {}: {reason}", p.instance.id),
+            None if p.is_disruptive() => say!("ALONE  {}", p.instance.id),
+            None => say!("RUN    {}", p.instance.id),
         }
     }
-    println!(
+    say!(
         "{} instances: {runnable} to run ({} alone, writing binfmt_misc), {} skipped",
         planned.len(),
         planned
@@ -378,6 +430,13 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         }
     };
     let (engine, probe) = tokio.block_on(connect(&args.select));
+    // `--keep` leaves each container in place too, not only the images.
+    let engine = match engine {
+        Engine::Docker(d) => Engine::Docker(d.with_keep(args.keep)),
+        Engine::Podman(p) => Engine::Podman(p.with_keep(args.keep)),
+        Engine::Singularity(s) => Engine::Singularity(s.with_keep(args.keep)),
+        other => other,
+    };
     let require =
         args.require_engine || std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1");
     if let (true, Err(e)) = (require, &probe) {
@@ -508,7 +567,7 @@ fn doctor(args: &DoctorArgs) -> u8 {
     let written = if args.json {
         serde_json::to_writer_pretty(io::stdout().lock(), &crate::doctor::render_json(&checks))
             .map_err(io::Error::other)
-            .map(|()| println!())
+            .map(|()| say!())
     } else {
         crate::doctor::render_text(&checks, &mut io::stdout().lock())
     };
@@ -526,7 +585,7 @@ fn doctor(args: &DoctorArgs) -> u8 {
 fn images_progress(event: &crate::images::ImagesEvent) {
     use crate::images::{ImagesEvent, StepOutcome};
     match event {
-        ImagesEvent::StepStarted { step } => println!("start          {}", describe(step)),
+        ImagesEvent::StepStarted { step } => progress!("start          {}", describe(step)),
         ImagesEvent::StepFinished {
             step,
             outcome,
@@ -534,12 +593,12 @@ fn images_progress(event: &crate::images::ImagesEvent) {
         } => {
             let secs = elapsed.as_secs_f64();
             match outcome {
-                StepOutcome::Done => println!("done   {secs:6.1}s  {}", describe(step)),
+                StepOutcome::Done => progress!("done   {secs:6.1}s  {}", describe(step)),
                 StepOutcome::Skipped { reason } => {
-                    println!("skip   {secs:6.1}s  {}: {reason}", describe(step))
+                    progress!("skip   {secs:6.1}s  {}: {reason}", describe(step))
                 }
                 StepOutcome::Failed { message } => {
-                    println!("FAIL   {secs:6.1}s  {}: {message}", describe(step))
+                    progress!("FAIL   {secs:6.1}s  {}: {message}", describe(step))
                 }
             }
         }
@@ -589,13 +648,16 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     }
     match crate::images::build(&options, &images_progress) {
         Ok(report) => {
-            println!(
+            say!(
                 "qemu-user-static {} (images {}), qus-register {}, host {}",
-                report.qemu_version, report.version, report.registrar_version, report.host_arch
+                report.qemu_version,
+                report.version,
+                report.registrar_version,
+                report.host_arch
             );
             print_images(&report.images);
             for artifact in &report.artifacts {
-                println!("artifact  {}", artifact.display());
+                say!("artifact  {}", artifact.display());
             }
             exit::OK
         }
@@ -642,7 +704,7 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
                 } else {
                     "from cache"
                 };
-                println!(
+                say!(
                     "rootfs    {} ({how}, uname {}) {}",
                     r.image,
                     r.uname,
@@ -677,10 +739,20 @@ fn print_images(images: &[crate::images::BuiltImage]) {
                 "unchanged"
             }
         };
-        println!("{status} {}", image.tags.join(", "));
+        say!("{status} {}", image.tags.join(", "));
     }
-    println!(
+    say!(
         "{} images: {built} built or retagged, {unchanged} unchanged",
         images.len()
     );
+}
+
+/// `error: …` then one indented `caused by:` line per cause.
+fn print_error(e: &dyn std::error::Error) {
+    eprintln!("error: {e}");
+    let mut source = e.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
 }

@@ -51,9 +51,10 @@ pub struct Planned {
 }
 
 impl Planned {
-    /// Whether it changes the host's binfmt_misc (runs alone).
+    /// Whether it changes the host's binfmt_misc (runs alone): it says so,
+    /// or it has a `register` or `reset` step whatever it says.
     pub fn is_disruptive(&self) -> bool {
-        self.instance.requires.binfmt == BinfmtAccess::Write
+        self.instance.requires.binfmt == BinfmtAccess::Write || writes_binfmt(&self.instance)
     }
 }
 
@@ -118,6 +119,9 @@ fn skip_reason<R: Runtime>(
     if req.root && !host.is_root {
         return Some("requires root".into());
     }
+    if writes_binfmt(instance) && !host.is_root {
+        return Some("registers binfmt_misc handlers, which requires root".into());
+    }
     if req.binfmt != BinfmtAccess::None {
         if !host.is_root && req.binfmt == BinfmtAccess::Write {
             return Some("requires binfmt write access (root)".into());
@@ -159,6 +163,16 @@ fn skip_reason<R: Runtime>(
         }
     }
     None
+}
+
+/// Whether an instance has a step that changes binfmt_misc.
+fn writes_binfmt(instance: &Instance) -> bool {
+    instance
+        .setup
+        .iter()
+        .chain(&instance.steps)
+        .chain(&instance.teardown)
+        .any(|s| matches!(s.action, Action::Register(_) | Action::Reset(_)))
 }
 
 /// Whether a step needs the container engine.

@@ -21,7 +21,7 @@ use super::step::{StepContext, error_chain, humantime, run_step};
 use crate::host::HostGuard;
 use crate::plan::Planned;
 use crate::report::{
-    Collector, Event, InstanceId, Phase, RunSummary, ScenarioResult, Status, Stream,
+    Collector, Event, InstanceId, Phase, RunSummary, ScenarioResult, Status, StepResult, Stream,
 };
 use crate::runtime::{RUN_LABEL, Runtime};
 use crate::scenario::{Instance, Step};
@@ -192,33 +192,37 @@ async fn schedule<R: Runtime + 'static>(
             });
             continue;
         }
-        let disruptive = p.is_disruptive();
-        let (runtime, host, slots, stop, builds, tx, options) = (
+        // Slots and host access are taken here, in plan order, so that
+        // instances start in the order of the plan (`-j 1` runs them
+        // sorted by id, and `--fail-fast` skips the later ones), whichever
+        // task the tokio scheduler would have polled first.
+        let slot = slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let access = if p.is_disruptive() {
+            HostAccess::Exclusive(host.clone().write_owned().await)
+        } else {
+            HostAccess::Shared(host.clone().read_owned().await)
+        };
+        if stop.load(Ordering::SeqCst) {
+            let _ = tx.send(Event::ScenarioSkipped {
+                instance: id,
+                reason: "not run: --fail-fast after an earlier failure".into(),
+            });
+            continue;
+        }
+        let (runtime, stop, builds, tx, options) = (
             runtime.clone(),
-            host.clone(),
-            slots.clone(),
             stop.clone(),
             builds.clone(),
             tx.clone(),
             options.clone(),
         );
         tasks.spawn(async move {
-            let _slot = slots
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let _host = if disruptive {
-                HostAccess::Exclusive(host.write_owned().await)
-            } else {
-                HostAccess::Shared(host.read_owned().await)
-            };
-            if stop.load(Ordering::SeqCst) {
-                let _ = tx.send(Event::ScenarioSkipped {
-                    instance: id,
-                    reason: "not run: --fail-fast after an earlier failure".into(),
-                });
-                return;
-            }
+            // Released when the instance ends, whatever the outcome.
+            let _held = (slot, access);
             let binfmt = Binfmt::default();
             let ctx = StepContext {
                 runtime: runtime.as_ref(),
@@ -265,13 +269,17 @@ async fn run_instance<R: Runtime>(
     let start = Instant::now();
     let mut steps = Vec::new();
     let mut failure = None;
+    // The step running when the instance's time limit cut it short.
+    let mut in_flight: Option<(Phase, usize, String, Instant)> = None;
     let body = async {
         for (phase, list) in [
             (Phase::Setup, &instance.setup),
             (Phase::Main, &instance.steps),
         ] {
             for (index, step) in list.iter().enumerate() {
+                in_flight = Some((phase, index, step.label(), Instant::now()));
                 let status = one_step(ctx, id, tx, phase, index, step, &mut steps).await;
+                in_flight = None;
                 if status.is_failure() {
                     return;
                 }
@@ -286,10 +294,25 @@ async fn run_instance<R: Runtime>(
         }
     };
     if timed_out {
-        failure = Some(format!(
+        let message = format!(
             "the scenario timed out after {}",
             humantime(instance.timeout.unwrap_or_default())
-        ));
+        );
+        // Close the step that was cut short, so every `StepStarted` has
+        // its `StepFinished` and the report shows where time ran out.
+        if let Some((phase, index, name, started)) = in_flight.take() {
+            let mut result = StepResult::new(Status::TimedOut, started.elapsed());
+            result.message = Some(message.clone());
+            let _ = tx.send(Event::StepFinished {
+                instance: id.clone(),
+                phase,
+                index,
+                name: name.clone(),
+                result: result.clone(),
+            });
+            steps.push((phase, index, name, result));
+        }
+        failure = Some(message);
     }
     for (index, step) in instance.teardown.iter().enumerate() {
         one_step(ctx, id, tx, Phase::Teardown, index, step, &mut steps).await;

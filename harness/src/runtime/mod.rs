@@ -3,7 +3,10 @@
 //! The main item is the [`Runtime`] trait: probe the engine, run a
 //! container ([`RunSpec`] → [`RunOutcome`]), build an image, check that an
 //! image exists, and remove everything a run labelled. Implementations:
-//! [`DockerRuntime`] (bollard), [`HostRuntime`] (no engine), and
+//! [`DockerRuntime`] and [`PodmanRuntime`] (one bollard core, per-engine
+//! settings), [`SingularityRuntime`] (the Apptainer/Singularity CLI on
+//! sandboxes unpacked from Docker images), [`HostRuntime`] (no engine),
+//! [`UnavailableRuntime`] (an engine asked for that does not answer) and
 //! [`FakeRuntime`] (scripted, for runner and reporter tests). [`exec`] runs
 //! a host command for `exec` steps on every runtime.
 //!
@@ -19,6 +22,7 @@ mod host;
 mod podman;
 mod singularity;
 mod spec;
+mod unavailable;
 
 use std::future::Future;
 
@@ -34,6 +38,7 @@ pub use spec::{
     EngineInfo, ParseRuntimeKindError, PrivilegeMode, RunOutcome, RunSpec, RuntimeKind,
     StepCapability,
 };
+pub use unavailable::UnavailableRuntime;
 
 /// Label carrying the run id on every container and image a run creates.
 pub const RUN_LABEL: &str = "io.qus.run";

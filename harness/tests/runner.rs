@@ -1,0 +1,1136 @@
+//! The runner's scheduling and execution rules, proven on a scripted engine.
+//!
+//! Every test builds its scenarios from YAML text (`scenario::load_str` and
+//! `expand`), plans them against a [`FakeRuntime`] with made-up host facts
+//! (root, binfmt_misc mounted, kernel 5.10) and runs them through
+//! `runner::run` without a host guard: no engine, no root and no kernel
+//! state is involved. The fake sits inside [`Scripted`], which shares it
+//! with the test (the runner takes its runtime by value), gives each run a
+//! delay chosen from its spec, and records when each container "ran".
+//!
+//! Every event stream is checked by [`check_order`]: `RunStarted` first,
+//! `RunFinished` last, and per instance either one `ScenarioSkipped`, or
+//! `ScenarioStarted`, `StepStarted`/`StepFinished` pairs in phase order and
+//! `ScenarioFinished` carrying exactly the finished steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use qus_harness::host::HostInfo;
+use qus_harness::plan::{self, Planned};
+use qus_harness::report::{Event, Phase, RunSummary, ScenarioResult, Status, StepResult};
+use qus_harness::runner::{self, RunEnd, RunOptions};
+use qus_harness::runtime::{
+    BuildOutcome, BuildSpec, EngineInfo, FakeRuntime, Operation, RUN_LABEL, RunOutcome, RunSpec,
+    Runtime, RuntimeError, RuntimeKind, SCENARIO_LABEL, StepCapability,
+};
+use qus_harness::scenario::{self, Instance, KernelVersion, VarOverrides};
+use qus_registrar::binfmt::MountState;
+
+/// The run id of every test run.
+const RUN_ID: &str = "runner-test";
+
+/// Chooses how long a run takes from its spec.
+type Delay = dyn Fn(&RunSpec) -> Duration + Send + Sync;
+
+/// One container run as the engine saw it: its command and when it ran.
+#[derive(Debug, Clone)]
+struct Span {
+    command: Vec<String>,
+    scenario: String,
+    start: Instant,
+    end: Instant,
+}
+
+/// A [`FakeRuntime`] shared with the test, with per-spec delays.
+///
+/// The fake decides the outcome and records the spec; this wrapper then
+/// waits the spec's delay, bounded by the spec's timeout (past it the
+/// outcome becomes a timeout, exit 137, as an engine reports a killed
+/// container), and records the span.
+#[derive(Clone)]
+struct Scripted {
+    fake: Arc<FakeRuntime>,
+    delay: Arc<Delay>,
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+impl Scripted {
+    fn new(
+        fake: FakeRuntime,
+        delay: impl Fn(&RunSpec) -> Duration + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            fake: Arc::new(fake),
+            delay: Arc::new(delay),
+            spans: Arc::default(),
+        }
+    }
+
+    /// Every run, with no delay.
+    fn instant(fake: FakeRuntime) -> Self {
+        Self::new(fake, |_| Duration::ZERO)
+    }
+
+    fn spans(&self) -> Vec<Span> {
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The commands of every run the engine received, in order, joined.
+    fn commands(&self) -> Vec<String> {
+        self.fake
+            .runs()
+            .iter()
+            .map(|s| s.command.join(" "))
+            .collect()
+    }
+}
+
+impl Runtime for Scripted {
+    fn kind(&self) -> RuntimeKind {
+        self.fake.kind()
+    }
+
+    fn supports(&self, capability: StepCapability) -> Result<(), String> {
+        self.fake.supports(capability)
+    }
+
+    async fn probe(&self) -> Result<EngineInfo, RuntimeError> {
+        self.fake.probe().await
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+        let start = Instant::now();
+        let delay = (self.delay)(spec);
+        let result = self.fake.run(spec).await;
+        tokio::time::sleep(delay.min(spec.timeout)).await;
+        self.spans
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Span {
+                command: spec.command.clone(),
+                scenario: spec.labels.get(SCENARIO_LABEL).cloned().unwrap_or_default(),
+                start,
+                end: Instant::now(),
+            });
+        if delay > spec.timeout {
+            return result.map(|o| RunOutcome {
+                exit_code: 137,
+                timed_out: true,
+                duration: spec.timeout,
+                ..o
+            });
+        }
+        result
+    }
+
+    async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
+        self.fake.build(spec).await
+    }
+
+    async fn image_exists(&self, image: &str) -> Result<bool, RuntimeError> {
+        self.fake.image_exists(image).await
+    }
+
+    async fn remove_labelled(&self, key: &str, value: &str) -> Result<usize, RuntimeError> {
+        self.fake.remove_labelled(key, value).await
+    }
+}
+
+/// Root, binfmt_misc mounted, kernel 5.10.
+fn root_host() -> HostInfo {
+    HostInfo {
+        is_root: true,
+        kernel: KernelVersion::parse("5.10"),
+        binfmt: MountState::Mounted,
+        machine: "x86_64".to_owned(),
+    }
+}
+
+/// Loads and expands scenario texts (each a whole file).
+fn instances(files: &[&str]) -> Vec<Instance> {
+    let mut all = Vec::new();
+    for (i, text) in files.iter().enumerate() {
+        let source = format!("/virtual/runner-test/{i}.yaml");
+        let scenario = scenario::load_str(&source, text)
+            .unwrap_or_else(|e| panic!("scenario {i} does not load: {e}\n{text}"));
+        all.extend(scenario::expand(&scenario, &VarOverrides::new()).expect("scenario expands"));
+    }
+    all
+}
+
+/// Selects everything (sorted by id) and plans it on `runtime`.
+fn planned<R: Runtime>(
+    files: &[&str],
+    runtime: &R,
+    engine: Result<(), String>,
+    host: &HostInfo,
+) -> Vec<Planned> {
+    let selected = plan::select(instances(files), &plan::Selection::default());
+    plan::plan(selected, runtime, engine, host)
+}
+
+fn options(jobs: usize) -> RunOptions {
+    RunOptions {
+        run_id: RUN_ID.to_owned(),
+        jobs,
+        fail_fast: false,
+        timeout: None,
+        step_timeout: Duration::from_secs(10),
+        keep: false,
+    }
+}
+
+/// What a run produced.
+struct Ran {
+    end: RunEnd,
+    events: Vec<Event>,
+    elapsed: Duration,
+}
+
+impl Ran {
+    /// The result of every instance that finished, by id.
+    fn results(&self) -> BTreeMap<String, ScenarioResult> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ScenarioFinished { instance, result } => {
+                    Some((instance.id.clone(), result.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn result(&self, id: &str) -> ScenarioResult {
+        self.results()
+            .remove(id)
+            .unwrap_or_else(|| panic!("`{id}` did not finish; events: {:#?}", self.events))
+    }
+
+    /// The skip reason of every skipped instance, by id.
+    fn skips(&self) -> BTreeMap<String, String> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ScenarioSkipped { instance, reason } => {
+                    Some((instance.id.clone(), reason.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// `[start, finish)` positions in the event stream of every instance
+    /// that started.
+    fn intervals(&self) -> BTreeMap<String, (usize, usize)> {
+        let mut open = BTreeMap::new();
+        let mut done = BTreeMap::new();
+        for (i, e) in self.events.iter().enumerate() {
+            match e {
+                Event::ScenarioStarted { instance } => {
+                    open.insert(instance.id.clone(), i);
+                }
+                Event::ScenarioFinished { instance, .. } => {
+                    let start = open.remove(&instance.id).expect("started before finished");
+                    done.insert(instance.id.clone(), (start, i));
+                }
+                _ => {}
+            }
+        }
+        done
+    }
+}
+
+/// Runs `planned` on `runtime` on a fresh multi-threaded tokio runtime,
+/// checks the event order, and returns what happened.
+fn execute<R: Runtime + 'static>(runtime: R, planned: Vec<Planned>, options: RunOptions) -> Ran {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime builds");
+    let count = planned.len();
+    let mut events = Vec::new();
+    let began = Instant::now();
+    let end = runner::run(&tokio, runtime, planned, options, None, |e| {
+        events.push(e.clone());
+    })
+    .expect("the run starts");
+    let ran = Ran {
+        end,
+        events,
+        elapsed: began.elapsed(),
+    };
+    check_order(&ran, count);
+    ran
+}
+
+/// Where one instance is in its event sequence.
+#[derive(Default)]
+struct Seen {
+    started: bool,
+    finished: bool,
+    skipped: bool,
+    /// The step started and not yet finished.
+    open: Option<(Phase, usize, String)>,
+    /// The last finished step's position.
+    last: Option<(Phase, usize)>,
+    steps: Vec<(Phase, usize, String, StepResult)>,
+}
+
+/// Panics unless the events form a valid run (see the module docs). An
+/// instance may stay unfinished only when the run was interrupted.
+fn check_order(ran: &Ran, planned: usize) {
+    let events = &ran.events;
+    match events.first() {
+        Some(Event::RunStarted {
+            run_id,
+            runtime,
+            instances,
+            ..
+        }) => {
+            assert_eq!(run_id, RUN_ID);
+            assert_eq!(runtime, "docker");
+            assert_eq!(*instances, planned, "RunStarted counts the plan");
+        }
+        other => panic!("the first event is not RunStarted: {other:?}"),
+    }
+    match events.last() {
+        Some(Event::RunFinished { summary }) => {
+            assert_eq!(
+                summary, &ran.end.summary,
+                "RunFinished carries RunEnd's summary"
+            );
+        }
+        other => panic!("the last event is not RunFinished: {other:?}"),
+    }
+    let mut seen: BTreeMap<String, Seen> = BTreeMap::new();
+    for (i, event) in events[1..events.len() - 1].iter().enumerate() {
+        let at = || format!("event {} ({event:?})", i + 1);
+        match event {
+            Event::RunStarted { .. } | Event::RunFinished { .. } => {
+                panic!("run event in the middle: {}", at())
+            }
+            Event::HostStateRestored { .. } => panic!("a restore without a guard: {}", at()),
+            Event::ScenarioStarted { instance } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert!(!s.started && !s.skipped, "started twice: {}", at());
+                s.started = true;
+            }
+            Event::ScenarioSkipped { instance, reason } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert!(!s.started && !s.skipped, "skipped after start: {}", at());
+                assert!(!reason.is_empty(), "a skip without reason: {}", at());
+                s.skipped = true;
+            }
+            Event::StepStarted {
+                instance,
+                phase,
+                index,
+                name,
+            } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert!(
+                    s.started && !s.finished,
+                    "step outside its scenario: {}",
+                    at()
+                );
+                assert!(s.open.is_none(), "a step started inside another: {}", at());
+                assert!(
+                    s.last.is_none_or(|last| last < (*phase, *index)),
+                    "steps out of order: {}",
+                    at()
+                );
+                s.open = Some((*phase, *index, name.clone()));
+            }
+            Event::StepOutput { instance, .. } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert!(s.open.is_some(), "output outside a step: {}", at());
+            }
+            Event::StepFinished {
+                instance,
+                phase,
+                index,
+                name,
+                result,
+            } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert_eq!(
+                    s.open.take(),
+                    Some((*phase, *index, name.clone())),
+                    "a step finished that had not started: {}",
+                    at()
+                );
+                s.last = Some((*phase, *index));
+                s.steps.push((*phase, *index, name.clone(), result.clone()));
+            }
+            Event::ScenarioFinished { instance, result } => {
+                let s = seen.entry(instance.id.clone()).or_default();
+                assert!(s.started && !s.finished, "finished twice: {}", at());
+                assert!(
+                    s.open.is_none(),
+                    "finished with step {:?} still open: {}",
+                    s.open,
+                    at()
+                );
+                assert_eq!(
+                    result.steps,
+                    s.steps,
+                    "the result lists the steps: {}",
+                    at()
+                );
+                s.finished = true;
+            }
+        }
+    }
+    assert_eq!(seen.len(), planned, "every planned instance appears");
+    for (id, s) in &seen {
+        let complete = (s.started && s.finished) || s.skipped;
+        assert!(
+            complete || ran.end.interrupted.is_some(),
+            "`{id}` neither finished nor was skipped"
+        );
+    }
+}
+
+/// A scripted engine whose runs answer from the command:
+/// `exit N [stdout]` exits N printing stdout; `broken` is an engine error;
+/// anything else exits 0.
+fn engine() -> FakeRuntime {
+    FakeRuntime::new().with_run_handler(|spec| {
+        let command: Vec<&str> = spec.command.iter().map(String::as_str).collect();
+        match command.as_slice() {
+            ["exit", code, rest @ ..] => Ok(RunOutcome::exited(
+                code.parse().expect("an exit code"),
+                rest.join(" "),
+                "",
+            )),
+            ["broken", ..] => Err(RuntimeError::OperationFailed {
+                operation: Operation::CreateContainer,
+                object: spec.image.clone(),
+                status: Some(500),
+                message: "the daemon is broken".to_owned(),
+            }),
+            _ => Ok(RunOutcome::exited(0, "", "")),
+        }
+    })
+}
+
+fn status_of(result: &ScenarioResult, phase: Phase, index: usize) -> &StepResult {
+    &result
+        .steps
+        .iter()
+        .find(|(p, i, _, _)| (*p, *i) == (phase, index))
+        .unwrap_or_else(|| panic!("no step {phase} {index} in {result:#?}"))
+        .3
+}
+
+/// The largest number of instances running at once, from the event order.
+fn max_concurrency(intervals: &BTreeMap<String, (usize, usize)>) -> usize {
+    let mut edges: Vec<(usize, i32)> = intervals
+        .values()
+        .flat_map(|&(s, f)| [(s, 1), (f, -1)])
+        .collect();
+    edges.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    usize::try_from(max).expect("never negative")
+}
+
+const READERS: &str = r#"
+apiVersion: qus/v1
+name: a-reader
+requires: { binfmt: read }
+matrix: { n: [1, 2, 3, 4] }
+steps:
+  - run: { image: img, command: [work, "a${n}"] }
+"#;
+
+const WRITERS: &str = r#"
+apiVersion: qus/v1
+name: b-writer
+requires: { root: true, binfmt: write }
+matrix: { n: [1, 2] }
+steps:
+  - run: { image: img, command: [work, "b${n}"] }
+  - run: { image: img, command: [work, "b${n}-again"] }
+"#;
+
+const PLAIN: &str = r#"
+apiVersion: qus/v1
+name: c-plain
+matrix: { n: [1, 2, 3] }
+steps:
+  - run: { image: img, command: [work, "c${n}"] }
+"#;
+
+/// Containers that overlapped the most, in wall-clock time.
+fn containers_at_once(spans: &[Span]) -> usize {
+    spans
+        .iter()
+        .map(|s| {
+            spans
+                .iter()
+                .filter(|o| o.start <= s.start && o.end > s.start)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[test]
+fn instances_run_concurrently_up_to_jobs() {
+    // Six instances that share the host: with `jobs` slots, exactly
+    // `min(jobs, 6)` run at once, in the event stream and in the engine.
+    let six = r#"
+apiVersion: qus/v1
+name: sharing
+requires: { binfmt: read }
+matrix: { n: [1, 2, 3, 4, 5, 6] }
+steps:
+  - run: { image: img, command: [work, "${n}"] }
+"#;
+    for (jobs, expected) in [(1, 1), (3, 3), (8, 6)] {
+        let runtime = Scripted::new(engine(), |_| Duration::from_millis(80));
+        let plan = planned(&[six], &runtime, Ok(()), &root_host());
+        let ran = execute(runtime.clone(), plan, options(jobs));
+        assert_eq!(ran.end.summary.passed, 6, "jobs {jobs}");
+        assert_eq!(max_concurrency(&ran.intervals()), expected, "jobs {jobs}");
+        assert_eq!(
+            containers_at_once(&runtime.spans()),
+            expected,
+            "jobs {jobs}: containers at once"
+        );
+    }
+}
+
+#[test]
+fn binfmt_writers_run_alone() {
+    for jobs in [1, 3, 8] {
+        let runtime = Scripted::new(engine(), |_| Duration::from_millis(40));
+        let plan = planned(&[READERS, WRITERS, PLAIN], &runtime, Ok(()), &root_host());
+        assert_eq!(plan.iter().filter(|p| p.is_disruptive()).count(), 2);
+        assert!(plan.iter().all(|p| p.skip.is_none()));
+        let ran = execute(runtime.clone(), plan, options(jobs));
+        assert_eq!(ran.end.summary.passed, 9, "jobs {jobs}");
+
+        // In event order: a writer's [started, finished] overlaps no other
+        // instance's, and at most `jobs` instances are open at once.
+        let intervals = ran.intervals();
+        for (writer, &(ws, wf)) in intervals.iter().filter(|(id, _)| id.starts_with("b-")) {
+            for (other, &(s, f)) in &intervals {
+                assert!(
+                    other == writer || f < ws || s > wf,
+                    "jobs {jobs}: `{other}` {s}..{f} overlaps writer `{writer}` {ws}..{wf}"
+                );
+            }
+        }
+        assert!(max_concurrency(&intervals) <= jobs, "jobs {jobs}");
+
+        // In time: the engine never ran a writer's container next to
+        // another instance's.
+        let spans = runtime.spans();
+        assert_eq!(spans.len(), 4 + 2 * 2 + 3);
+        for w in spans.iter().filter(|s| s.scenario == "b-writer") {
+            for o in spans.iter().filter(|s| s.scenario != "b-writer") {
+                assert!(
+                    o.end <= w.start || o.start >= w.end,
+                    "jobs {jobs}: {:?} ran during writer run {:?}",
+                    o.command,
+                    w.command
+                );
+            }
+        }
+        assert!(containers_at_once(&spans) <= jobs, "jobs {jobs}");
+    }
+}
+
+#[test]
+fn instances_start_in_plan_order() {
+    // The plan is sorted by id; one job at a time must follow it. With
+    // more jobs the writers, queued between the two groups of sharers,
+    // hold back the second group but not the first: all four readers run
+    // together when there are slots for them. (Instances started in the
+    // same instant may report their start in any order.)
+    for (jobs, expected) in [(1, 1), (3, 3), (8, 4)] {
+        let runtime = Scripted::new(engine(), |_| Duration::from_millis(40));
+        let plan = planned(&[PLAIN, WRITERS, READERS], &runtime, Ok(()), &root_host());
+        let order: Vec<String> = plan.iter().map(|p| p.instance.id.clone()).collect();
+        let ran = execute(runtime.clone(), plan, options(jobs));
+        let started: Vec<String> = ran
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ScenarioStarted { instance } => Some(instance.id.clone()),
+                _ => None,
+            })
+            .collect();
+        if jobs == 1 {
+            assert_eq!(started, order, "one job: start order");
+        }
+        assert_eq!(max_concurrency(&ran.intervals()), expected, "jobs {jobs}");
+    }
+
+    // So `--fail-fast` with one job skips exactly the instances after the
+    // first failure: `ff[n=1]` fails (exit 1, expected 2).
+    let runtime = Scripted::instant(engine());
+    let plan = planned(&[THREE], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            fail_fast: true,
+            ..options(1)
+        },
+    );
+    assert_eq!(runtime.commands(), ["exit 1"]);
+    assert_eq!(
+        ran.skips().keys().collect::<Vec<_>>(),
+        ["ff[n=2]", "ff[n=3]"]
+    );
+}
+
+#[test]
+fn teardown_runs_after_a_failing_step_and_after_a_failing_setup() {
+    let failing_step = r#"
+apiVersion: qus/v1
+name: failing-step
+setup:
+  - run: { image: img, command: [prepare] }
+steps:
+  - run: { image: img, command: [exit, "1", oops] }
+  - run: { image: img, command: [never, reached] }
+teardown:
+  - run: { image: img, command: [exit, "2", cleanup-one-fails] }
+  - run: { image: img, command: [cleanup, two] }
+"#;
+    let failing_setup = r#"
+apiVersion: qus/v1
+name: failing-setup
+setup:
+  - run: { image: img, command: [exit, "1", setup-fails] }
+steps:
+  - run: { image: img, command: [never, main] }
+teardown:
+  - run: { image: img, command: [cleanup, after-setup] }
+"#;
+    let runtime = Scripted::instant(engine());
+    let plan = planned(
+        &[failing_step, failing_setup],
+        &runtime,
+        Ok(()),
+        &root_host(),
+    );
+    let ran = execute(runtime.clone(), plan, options(1));
+
+    let commands = |scenario: &str| -> Vec<String> {
+        runtime
+            .fake
+            .runs()
+            .iter()
+            .filter(|s| s.labels[SCENARIO_LABEL] == scenario)
+            .map(|s| s.command.join(" "))
+            .collect()
+    };
+    assert_eq!(
+        commands("failing-step"),
+        [
+            "prepare",
+            "exit 1 oops",
+            "exit 2 cleanup-one-fails",
+            "cleanup two",
+        ]
+    );
+    assert_eq!(
+        commands("failing-setup"),
+        ["exit 1 setup-fails", "cleanup after-setup"]
+    );
+    let step = ran.result("failing-step");
+    assert_eq!(step.status, Status::Failed);
+    let phases: Vec<(Phase, usize, Status)> = step
+        .steps
+        .iter()
+        .map(|(p, i, _, r)| (*p, *i, r.status))
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            (Phase::Setup, 0, Status::Passed),
+            (Phase::Main, 0, Status::Failed),
+            (Phase::Teardown, 0, Status::Failed),
+            (Phase::Teardown, 1, Status::Passed),
+        ]
+    );
+    // The failure reported is the main step's, not the teardown's.
+    assert_eq!(step.failure_message(), Some("exit code: expected 0, got 1"));
+    let setup = ran.result("failing-setup");
+    assert_eq!(setup.status, Status::Failed);
+    assert_eq!(
+        setup.steps.last().map(|(p, _, _, r)| (*p, r.status)),
+        Some((Phase::Teardown, Status::Passed))
+    );
+}
+
+#[test]
+fn teardown_runs_after_a_step_timeout() {
+    let text = r#"
+apiVersion: qus/v1
+name: step-timeout
+steps:
+  - run: { image: img, command: [hang], timeout: 100ms }
+  - run: { image: img, command: [never, reached] }
+teardown:
+  - run: { image: img, command: [cleanup] }
+"#;
+    let runtime = Scripted::new(engine(), |spec| {
+        if spec.command == ["hang"] {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let plan = planned(&[text], &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(2));
+
+    assert_eq!(runtime.commands(), ["hang", "cleanup"]);
+    let result = ran.result("step-timeout");
+    assert_eq!(result.status, Status::TimedOut);
+    let hang = status_of(&result, Phase::Main, 0);
+    assert_eq!(hang.status, Status::TimedOut);
+    assert_eq!(hang.exit_code, Some(137));
+    assert_eq!(hang.message.as_deref(), Some("timed out after 100ms"));
+    assert_eq!(
+        status_of(&result, Phase::Teardown, 0).status,
+        Status::Passed
+    );
+    assert_eq!(ran.end.summary.timed_out, 1);
+    // The engine was given the step's own limit, and the run did not wait
+    // for the hanging container.
+    assert_eq!(runtime.fake.runs()[0].timeout, Duration::from_millis(100));
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+}
+
+#[test]
+fn teardown_runs_after_an_instance_timeout() {
+    let text = r#"
+apiVersion: qus/v1
+name: instance-timeout
+timeout: 300ms
+setup:
+  - run: { image: img, command: [quick] }
+steps:
+  - run: { image: img, command: [slow] }
+  - run: { image: img, command: [never, reached] }
+teardown:
+  - run: { image: img, command: [cleanup] }
+"#;
+    let runtime = Scripted::new(engine(), |spec| {
+        if spec.command == ["slow"] {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let plan = planned(&[text], &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(2));
+
+    assert_eq!(runtime.commands(), ["quick", "slow", "cleanup"]);
+    let result = ran.result("instance-timeout");
+    assert_eq!(result.status, Status::TimedOut);
+    assert_eq!(
+        result.failure_message(),
+        Some("the scenario timed out after 300ms")
+    );
+    // The step the limit cut short is closed and reported as timed out
+    // (`check_order` has already checked it has its `StepFinished`).
+    let cut = status_of(&result, Phase::Main, 0);
+    assert_eq!(cut.status, Status::TimedOut);
+    assert_eq!(status_of(&result, Phase::Setup, 0).status, Status::Passed);
+    assert_eq!(
+        status_of(&result, Phase::Teardown, 0).status,
+        Status::Passed
+    );
+    assert_eq!(ran.end.summary.timed_out, 1);
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+}
+
+#[test]
+fn retries_rerun_a_failing_step_and_report_attempts() {
+    // `flaky N KEY` fails until its N-th attempt.
+    let counts: Arc<Mutex<BTreeMap<String, u32>>> = Arc::default();
+    let seen = counts.clone();
+    let fake = FakeRuntime::new().with_run_handler(move |spec| {
+        let key = spec.command.join(" ");
+        let mut counts = seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = counts.entry(key).or_default();
+        *n += 1;
+        let needed: u32 = spec.command[1].parse().expect("a count");
+        Ok(if *n >= needed {
+            RunOutcome::exited(0, format!("attempt {n}\n"), "")
+        } else {
+            RunOutcome::exited(1, "", format!("attempt {n} failed\n"))
+        })
+    });
+    let text = r#"
+apiVersion: qus/v1
+name: retries
+steps:
+  - run: { image: img, command: [flaky, "2", second-try], retries: 2 }
+  - run: { image: img, command: [flaky, "1", first-try], retries: 3 }
+  - run: { image: img, command: [flaky, "9", never], retries: 2 }
+"#;
+    let no_retries = r#"
+apiVersion: qus/v1
+name: no-retries
+steps:
+  - run: { image: img, command: [flaky, "2", once] }
+"#;
+    let runtime = Scripted::instant(fake);
+    let plan = planned(&[text, no_retries], &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(1));
+
+    let result = ran.result("retries");
+    let second = status_of(&result, Phase::Main, 0);
+    assert_eq!((second.status, second.attempts), (Status::Passed, 2));
+    assert_eq!(second.stdout, "attempt 2\n", "the last attempt's output");
+    let first = status_of(&result, Phase::Main, 1);
+    assert_eq!((first.status, first.attempts), (Status::Passed, 1));
+    let never = status_of(&result, Phase::Main, 2);
+    assert_eq!((never.status, never.attempts), (Status::Failed, 3));
+    assert_eq!(never.stderr, "attempt 3 failed\n");
+    assert_eq!(result.status, Status::Failed);
+    let once = ran.result("no-retries");
+    let once = status_of(&once, Phase::Main, 0);
+    assert_eq!((once.status, once.attempts), (Status::Failed, 1));
+
+    let counts = counts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone();
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            ("flaky 2 second-try".to_owned(), 2),
+            ("flaky 1 first-try".to_owned(), 1),
+            ("flaky 9 never".to_owned(), 3),
+            ("flaky 2 once".to_owned(), 1),
+        ])
+    );
+}
+
+const THREE: &str = r#"
+apiVersion: qus/v1
+name: ff
+matrix: { n: [1, 2, 3] }
+steps:
+  - run: { image: img, command: [exit, "${n}"], expect: { exit: 2 } }
+"#;
+
+#[test]
+fn fail_fast_skips_instances_not_yet_started() {
+    // Every instance fails; with one job, the first to run stops the rest.
+    let all_fail = r#"
+apiVersion: qus/v1
+name: ff-all
+matrix: { n: [1, 2, 3] }
+steps:
+  - run: { image: img, command: [exit, "1", "${n}"] }
+"#;
+    let runtime = Scripted::instant(engine());
+    let plan = planned(&[all_fail], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            fail_fast: true,
+            ..options(1)
+        },
+    );
+    assert_eq!(runtime.fake.runs().len(), 1, "{:?}", runtime.commands());
+    let results = ran.results();
+    assert_eq!(results.len(), 1);
+    assert!(results.values().all(|r| r.status == Status::Failed));
+    let skips = ran.skips();
+    assert_eq!(skips.len(), 2);
+    for (id, reason) in &skips {
+        assert!(!results.contains_key(id));
+        assert_eq!(reason, "not run: --fail-fast after an earlier failure");
+    }
+    assert_eq!((ran.end.summary.failed, ran.end.summary.skipped), (1, 2));
+
+    // Without it, everything runs.
+    let runtime = Scripted::instant(engine());
+    let plan = planned(&[THREE], &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(1));
+    let mut commands = runtime.commands();
+    commands.sort();
+    assert_eq!(commands, ["exit 1", "exit 2", "exit 3"]);
+    assert!(ran.skips().is_empty());
+    assert_eq!((ran.end.summary.passed, ran.end.summary.failed), (1, 2));
+}
+
+#[test]
+fn engine_errors_are_errored_and_rejected_exits_are_failed() {
+    let broken = r#"
+apiVersion: qus/v1
+name: engine-broken
+steps:
+  - run: { image: img, command: [broken] }
+"#;
+    let wrong_exit = r#"
+apiVersion: qus/v1
+name: wrong-exit
+steps:
+  - run: { image: img, command: [exit, "3"] }
+"#;
+    let wrong_stdout = r#"
+apiVersion: qus/v1
+name: wrong-stdout
+steps:
+  - run:
+      image: img
+      command: [exit, "0", "x86_64\n"]
+      expect: { stdout: "aarch64\n" }
+"#;
+    let runtime = Scripted::instant(engine());
+    let plan = planned(
+        &[broken, wrong_exit, wrong_stdout],
+        &runtime,
+        Ok(()),
+        &root_host(),
+    );
+    let ran = execute(runtime, plan, options(3));
+
+    let errored = ran.result("engine-broken");
+    assert_eq!(errored.status, Status::Errored);
+    let step = status_of(&errored, Phase::Main, 0);
+    assert_eq!(step.status, Status::Errored);
+    assert_eq!(step.exit_code, None);
+    assert_eq!(
+        step.message.as_deref(),
+        Some("failed to create a container from `img` (status 500): the daemon is broken")
+    );
+
+    let failed = ran.result("wrong-exit");
+    assert_eq!(failed.status, Status::Failed);
+    assert_eq!(
+        failed.failure_message(),
+        Some("exit code: expected 0, got 3")
+    );
+    assert_eq!(status_of(&failed, Phase::Main, 0).exit_code, Some(3));
+
+    let diff = ran.result("wrong-stdout");
+    assert_eq!(diff.status, Status::Failed);
+    assert_eq!(
+        diff.failure_message(),
+        Some(r#"stdout: expected "aarch64\n", got "x86_64\n""#)
+    );
+    let summary = &ran.end.summary;
+    assert_eq!((summary.errored, summary.failed), (1, 2));
+}
+
+#[test]
+fn plan_skips_are_reported_and_never_run() {
+    let files = [
+        "apiVersion: qus/v1\nname: only-podman\nruntimes: [podman]\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: needs-root\nrequires: { root: true }\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: needs-kernel\nrequires: { kernel: \"99.1\" }\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: needs-platform\nsteps:\n  - run: { name: foreign, image: img, platform: linux/arm64, command: [x] }\n",
+        "apiVersion: qus/v1\nname: writes-binfmt\nrequires: { binfmt: write }\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: runs\nsteps:\n  - run: { image: img, command: [x] }\n",
+    ];
+    let host = HostInfo {
+        is_root: false,
+        ..root_host()
+    };
+    let fake = engine().with_unsupported(StepCapability::Platform, "no platform selection here");
+    let runtime = Scripted::instant(fake);
+    let plan = planned(&files, &runtime, Ok(()), &host);
+    let planned_skips: BTreeMap<String, String> = plan
+        .iter()
+        .filter_map(|p| Some((p.instance.id.clone(), p.skip.clone()?)))
+        .collect();
+    let ran = execute(runtime.clone(), plan, options(4));
+
+    let expected = BTreeMap::from([
+        (
+            "needs-kernel".to_owned(),
+            "requires kernel 99.1, this one is 5.10".to_owned(),
+        ),
+        (
+            "needs-platform".to_owned(),
+            "step `foreign` cannot run on `docker`: no platform selection here".to_owned(),
+        ),
+        ("needs-root".to_owned(), "requires root".to_owned()),
+        (
+            "only-podman".to_owned(),
+            "applies to runtimes podman, not `docker`".to_owned(),
+        ),
+        (
+            "writes-binfmt".to_owned(),
+            "requires binfmt write access (root)".to_owned(),
+        ),
+    ]);
+    assert_eq!(planned_skips, expected);
+    assert_eq!(
+        ran.skips(),
+        expected,
+        "each skip is reported with its reason"
+    );
+    let ran_scenarios: BTreeSet<String> = runtime
+        .fake
+        .runs()
+        .iter()
+        .map(|s| s.labels[SCENARIO_LABEL].clone())
+        .collect();
+    assert_eq!(ran_scenarios, BTreeSet::from(["runs".to_owned()]));
+    assert_eq!(ran.results().keys().collect::<Vec<_>>(), ["runs"]);
+    assert_eq!((ran.end.summary.skipped, ran.end.summary.passed), (5, 1));
+}
+
+#[test]
+fn an_unusable_engine_skips_only_the_instances_that_need_it() {
+    let files = [
+        "apiVersion: qus/v1\nname: container\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: host-only\nsteps:\n  - exec: { command: [\"true\"] }\n",
+    ];
+    let runtime = Scripted::instant(engine());
+    let plan = planned(
+        &files,
+        &runtime,
+        Err("no socket at `/var/run/docker.sock`".to_owned()),
+        &root_host(),
+    );
+    let ran = execute(runtime.clone(), plan, options(2));
+    assert_eq!(
+        ran.skips(),
+        BTreeMap::from([(
+            "container".to_owned(),
+            "engine `docker` unavailable: no socket at `/var/run/docker.sock`".to_owned()
+        )])
+    );
+    assert_eq!(ran.result("host-only").status, Status::Passed);
+    assert!(runtime.fake.runs().is_empty());
+}
+
+#[test]
+fn the_summary_and_run_end_count_every_outcome() {
+    let files = [
+        "apiVersion: qus/v1\nname: s-passes\nsteps:\n  - run: { image: img, command: [ok] }\n",
+        "apiVersion: qus/v1\nname: s-fails\nsteps:\n  - run: { image: img, command: [exit, \"1\"] }\n",
+        "apiVersion: qus/v1\nname: s-errors\nsteps:\n  - run: { image: img, command: [broken] }\n",
+        "apiVersion: qus/v1\nname: s-times-out\nsteps:\n  - run: { image: img, command: [hang], timeout: 50ms }\n",
+        "apiVersion: qus/v1\nname: s-skipped\nruntimes: [singularity]\nsteps:\n  - run: { image: img, command: [ok] }\n",
+    ];
+    let runtime = Scripted::new(engine(), |spec| {
+        if spec.command == ["hang"] {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let plan = planned(&files, &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(2));
+
+    let summary = RunSummary {
+        passed: 1,
+        failed: 1,
+        skipped: 1,
+        errored: 1,
+        timed_out: 1,
+        duration: ran.end.summary.duration,
+        host_state_restored: None,
+    };
+    assert_eq!(
+        ran.end,
+        RunEnd {
+            summary,
+            interrupted: None,
+            restore_error: None,
+        }
+    );
+    assert_eq!(ran.end.summary.exit_code(), 1);
+    assert!(ran.end.summary.duration <= ran.elapsed);
+    match &ran.events[0] {
+        Event::RunStarted { jobs, .. } => assert_eq!(*jobs, 2),
+        other => panic!("{other:?}"),
+    }
+    // Every container carried the run and scenario labels, and the run
+    // ended with the label sweep.
+    for spec in runtime.fake.runs() {
+        assert_eq!(spec.labels[RUN_LABEL], RUN_ID);
+        assert!(spec.labels[SCENARIO_LABEL].starts_with("s-"));
+    }
+    assert_eq!(
+        runtime.fake.removals(),
+        [(RUN_LABEL.to_owned(), RUN_ID.to_owned())]
+    );
+
+    // `--keep` leaves everything in place: no sweep.
+    let runtime = Scripted::instant(engine());
+    let plan = planned(&files[..1], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            keep: true,
+            ..options(1)
+        },
+    );
+    assert_eq!(ran.end.summary.exit_code(), 0);
+    assert_eq!(ran.end.summary.passed, 1);
+    assert!(runtime.fake.removals().is_empty());
+}
+
+#[test]
+fn a_run_timeout_stops_the_run_and_skips_what_had_not_started() {
+    let text = r#"
+apiVersion: qus/v1
+name: slow
+matrix: { n: [1, 2, 3] }
+steps:
+  - run: { image: img, command: [work, "${n}"] }
+"#;
+    let runtime = Scripted::new(engine(), |_| Duration::from_secs(60));
+    let plan = planned(&[text], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            timeout: Some(Duration::from_millis(300)),
+            ..options(1)
+        },
+    );
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    assert_eq!(
+        ran.end.interrupted.as_deref(),
+        Some("the run timed out after 300ms")
+    );
+    // One instance started and was cut short; the two others never started.
+    assert_eq!(runtime.fake.runs().len(), 1);
+    assert!(ran.results().is_empty());
+    let skips = ran.skips();
+    assert_eq!(skips.len(), 2);
+    assert!(
+        skips
+            .values()
+            .all(|r| r == "not run: the run timed out after 300ms"),
+        "{skips:?}"
+    );
+    // The instance cut short counts as errored; every instance is counted.
+    let s = &ran.end.summary;
+    assert_eq!((s.passed, s.errored, s.skipped), (0, 1, 2));
+    assert_eq!(
+        runtime.fake.removals().len(),
+        1,
+        "the label sweep still ran"
+    );
+}
