@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+mod capability;
 pub mod cli;
 pub mod doctor;
 pub mod host;

@@ -14,8 +14,8 @@ use qus_registrar::binfmt::{MountState, is_initial_uid_map, parse_kernel_version
 use qus_registrar::entry::Entry;
 use serde::Serialize;
 
-use super::capability;
 use super::inputs::{EngineInput, Inputs, Interpreter};
+use crate::capability;
 use crate::runtime::{PrivilegeMode, RuntimeKind};
 
 /// How a check came out. Ordered: `Ok < Warn < Fail`.

@@ -8,7 +8,6 @@
 //! no I/O; [`render_text`] and [`render_json`] print them and [`exit_code`]
 //! says whether anything failed.
 
-mod capability;
 mod checks;
 mod inputs;
 mod render;

@@ -129,52 +129,6 @@ const ENGINE_FAILURE_MARKERS: [&str; 4] = [
     "requesting capability set",
 ];
 
-/// Capability names by number, as `--drop-caps` spells them without the
-/// `CAP_` prefix (`include/uapi/linux/capability.h`).
-const CAPABILITY_NAMES: [&str; 41] = [
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "DAC_READ_SEARCH",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "SETGID",
-    "SETUID",
-    "SETPCAP",
-    "LINUX_IMMUTABLE",
-    "NET_BIND_SERVICE",
-    "NET_BROADCAST",
-    "NET_ADMIN",
-    "NET_RAW",
-    "IPC_LOCK",
-    "IPC_OWNER",
-    "SYS_MODULE",
-    "SYS_RAWIO",
-    "SYS_CHROOT",
-    "SYS_PTRACE",
-    "SYS_PACCT",
-    "SYS_ADMIN",
-    "SYS_BOOT",
-    "SYS_NICE",
-    "SYS_RESOURCE",
-    "SYS_TIME",
-    "SYS_TTY_CONFIG",
-    "MKNOD",
-    "LEASE",
-    "AUDIT_WRITE",
-    "AUDIT_CONTROL",
-    "SETFCAP",
-    "MAC_OVERRIDE",
-    "MAC_ADMIN",
-    "SYSLOG",
-    "WAKE_ALARM",
-    "BLOCK_SUSPEND",
-    "AUDIT_READ",
-    "PERFMON",
-    "BPF",
-    "CHECKPOINT_RESTORE",
-];
-
 /// The [`Runtime`] on the Singularity/Apptainer command line, with images
 /// taken from the local Docker engine.
 ///
@@ -1054,7 +1008,7 @@ impl Privilege {
         let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(CAPABILITY_NAMES.len() - 1);
+            .unwrap_or(40);
         Self::from_status(&status, last_cap)
     }
 
@@ -1072,12 +1026,10 @@ impl Privilege {
             .is_some_and(|euid| euid == "0");
         let bounding = field("CapBnd:").and_then(|mask| u64::from_str_radix(mask, 16).ok());
         let missing = match bounding {
-            Some(bounding) => CAPABILITY_NAMES
-                .iter()
-                .enumerate()
-                .take(last_cap.saturating_add(1))
-                .filter(|(bit, _)| bounding & (1 << bit) == 0)
-                .map(|(_, name)| format!("CAP_{name}"))
+            Some(bounding) => crate::capability::missing(bounding, u32::try_from(last_cap).ok())
+                .into_iter()
+                // Apptainer can only drop capabilities it knows by name.
+                .filter(|name| name.starts_with("CAP_"))
                 .collect(),
             None => Vec::new(),
         };
@@ -1717,7 +1669,7 @@ mod tests {
         let user = Privilege::from_status("Uid:\t1000\t1000\t1000\t1000\nCapBnd:\t0\n", 1);
         assert!(!user.is_root);
         assert_eq!(user.mode(), PrivilegeMode::Unavailable);
-        assert_eq!(CAPABILITY_NAMES[24], "SYS_RESOURCE");
+        assert_eq!(crate::capability::CAPABILITY_NAMES[24], "CAP_SYS_RESOURCE");
     }
 
     #[test]

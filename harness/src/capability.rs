@@ -1,7 +1,9 @@
 //! Capability sets: the `CapBnd` line of `/proc/<pid>/status` decoded to
-//! names.
+//! names (`CAP_SYS_RESOURCE`). Shared by the engines (which capabilities a
+//! privileged container cannot get here) and `doctor`.
 
 /// Capability names by number (`include/uapi/linux/capability.h`).
+// Each entry carries its `CAP_` prefix, as `--drop-caps` and `doctor` spell them.
 pub(crate) const CAPABILITY_NAMES: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
