@@ -498,7 +498,11 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::ENVIRONMENT;
     }
     if let Some(reason) = &end.interrupted {
-        eprintln!("error: {reason}; the host's binfmt_misc state was restored");
+        if end.summary.host_state_restored == Some(true) {
+            eprintln!("error: {reason}; the host's binfmt_misc state was restored");
+        } else {
+            eprintln!("error: {reason}");
+        }
         if reason.starts_with("interrupted") {
             return exit::INTERRUPTED;
         }
