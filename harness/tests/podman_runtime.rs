@@ -131,7 +131,21 @@ async fn removing_images_spares_containers_on_shared_layers(fx: Fixture<PodmanRu
         all: true,
         ..ListImagesOptions::default()
     };
-    let images = fx.client.list_images(Some(options)).await.unwrap();
+    // Podman 4.3 fails a listing with a transient "image not known" while
+    // another removal runs (the runtime retries the same way).
+    let mut tries = 0;
+    let images = loop {
+        match fx.client.list_images(Some(options.clone())).await {
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 500,
+                message,
+            }) if tries < 50 && message.contains("image not known") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            listed => break listed.unwrap(),
+        }
+    };
     let probe = fx.client.inspect_image(&fx.image).await.unwrap().id;
     let parent = images
         .into_iter()
