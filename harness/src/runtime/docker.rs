@@ -61,6 +61,12 @@ const PROBE_BUILD_TIMEOUT: Duration = Duration::from_secs(60);
 const LIST_RETRIES: u32 = 50;
 const LIST_RETRY_DELAY: Duration = Duration::from_millis(100);
 
+/// How many times a build that failed on a transient engine error
+/// ([`EngineProfile::transient_build_errors`]) is run again, and how long
+/// apart.
+const BUILD_RETRIES: u32 = 5;
+const BUILD_RETRY_DELAY: Duration = Duration::from_millis(200);
+
 /// How long to wait for a killed container to report its exit.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
@@ -175,6 +181,11 @@ pub(super) struct EngineProfile {
     /// builds sharing cached layers; there images are removed unforced, by
     /// name.
     pub(super) force_image_removal: bool,
+    /// Phrases of a failed build that say the engine's own storage changed
+    /// under it (another image removed while the builder looked for cached
+    /// layers), not that the Containerfile is wrong. Such a build is run
+    /// again, up to [`BUILD_RETRIES`] times, within its timeout.
+    pub(super) transient_build_errors: &'static [&'static str],
 }
 
 impl EngineProfile {
@@ -185,6 +196,7 @@ impl EngineProfile {
             host_config: HostConfig::default(),
             enforces_platform: true,
             force_image_removal: true,
+            transient_build_errors: &[],
         }
     }
 }
@@ -765,6 +777,54 @@ impl ApiEngine {
 
     pub(super) async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
         let started = Instant::now();
+        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
+        let mut retried = String::new();
+        let mut attempt = 0;
+        let (mut log, timed_out) = loop {
+            let (log, timed_out) = self.build_once(spec, deadline).await?;
+            match transient_phrase(self.profile.transient_build_errors, &log) {
+                Some(phrase)
+                    if !timed_out
+                        && attempt < BUILD_RETRIES
+                        && tokio::time::Instant::now() + BUILD_RETRY_DELAY < deadline =>
+                {
+                    attempt += 1;
+                    debug!(build = %spec.tag, attempt, phrase, "retrying a build after a transient engine error");
+                    retried.push_str(&format!(
+                        "{} reported a transient storage error ({phrase}); building again\n",
+                        self.profile.kind
+                    ));
+                    self.remove_layers(&spec.tag, &built_layers(&log.output))
+                        .await;
+                    tokio::time::sleep(BUILD_RETRY_DELAY).await;
+                }
+                _ => break (log, timed_out),
+            }
+        };
+        if timed_out {
+            log.output
+                .push_str(&format!("build timed out after {:?}\n", spec.timeout));
+        }
+        let success = !timed_out && !log.failed;
+        if !success {
+            self.remove_layers(&spec.tag, &built_layers(&log.output))
+                .await;
+        }
+        Ok(BuildOutcome {
+            success,
+            output: retried + &log.output,
+            duration: started.elapsed(),
+            timed_out,
+        })
+    }
+
+    /// One build of `spec`, until it ends or `deadline`: its log and
+    /// whether the deadline cut it.
+    async fn build_once(
+        &self,
+        spec: &BuildSpec,
+        deadline: tokio::time::Instant,
+    ) -> Result<(BuildLog, bool), RuntimeError> {
         let (build_context, tag) = (spec.context.clone(), spec.tag.clone());
         let packed = tokio::task::spawn_blocking(move || context::pack(&build_context, &tag))
             .await
@@ -788,7 +848,6 @@ impl ApiEngine {
         let mut stream =
             self.docker
                 .build_image(options, None, Some(bollard::body_full(packed.tar.into())));
-        let deadline = tokio::time::Instant::from_std(started + spec.timeout);
         let mut log = BuildLog::default();
         let timed_out = loop {
             match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -801,21 +860,7 @@ impl ApiEngine {
                     .map_err(|e| self.classify(Operation::BuildImage, &spec.tag, e))?,
             }
         };
-        if timed_out {
-            log.output
-                .push_str(&format!("build timed out after {:?}\n", spec.timeout));
-        }
-        let success = !timed_out && !log.failed;
-        if !success {
-            self.remove_layers(&spec.tag, &built_layers(&log.output))
-                .await;
-        }
-        Ok(BuildOutcome {
-            success,
-            output: log.output,
-            duration: started.elapsed(),
-            timed_out,
-        })
+        Ok((log, timed_out))
     }
 
     /// Removes the layers a failed build committed: no label marks them
@@ -1226,6 +1271,18 @@ impl BuildLog {
         self.output.push_str(message);
         self.output.push('\n');
     }
+}
+
+/// The first of `phrases` (an engine's transient build errors) that a
+/// failed build's output contains; `None` for a build that succeeded.
+fn transient_phrase(phrases: &[&'static str], log: &BuildLog) -> Option<&'static str> {
+    if !log.failed {
+        return None;
+    }
+    phrases
+        .iter()
+        .copied()
+        .find(|phrase| log.output.contains(phrase))
 }
 
 /// How engines list an image without a name.
@@ -1669,6 +1726,31 @@ mod tests {
                 .absorb(Err(BollardError::RequestTimeoutError))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn only_failed_builds_with_a_listed_phrase_are_transient() {
+        let podman = &["layer not known"];
+        let lookup = "STEP 2/3: BOGUS x\nchecking if cached image exists from a previous \
+            build: getting top layer info: layer not known\n";
+        let failed = |output: &str| BuildLog {
+            output: output.to_owned(),
+            failed: true,
+        };
+        assert_eq!(
+            transient_phrase(podman, &failed(lookup)),
+            Some("layer not known")
+        );
+        assert_eq!(
+            transient_phrase(podman, &failed("unknown instruction: BOGUS\n")),
+            None
+        );
+        let succeeded = BuildLog {
+            output: lookup.to_owned(),
+            failed: false,
+        };
+        assert_eq!(transient_phrase(podman, &succeeded), None);
+        assert_eq!(transient_phrase(&[], &failed(lookup)), None);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! through bollard, and [`copy_image_from_docker`].
 //!
 //! It is the Docker runtime's core ([`ApiEngine`]) with Podman's
-//! [`EngineProfile`], which differs in three ways:
+//! [`EngineProfile`], which differs in four ways:
 //!
 //! - every container gets the `nofile` and `nproc` ulimits that Podman 4.3
 //!   needs on hosts whose hard limits are below its defaults (without them
@@ -11,7 +11,9 @@
 //!   the compat API ignores it;
 //! - images are removed unforced, because Podman's forced removal also
 //!   removes every container using a parent layer, other builds' working
-//!   containers included.
+//!   containers included;
+//! - a build that fails because an image was removed while buildah looked
+//!   for cached layers ("layer not known") is run again.
 //!
 //! Runs, privilege detection, builds (the compat `/build` endpoint, with
 //! buildah behind it, works on 4.3), cleanup guards and outcome mapping are
@@ -223,6 +225,10 @@ fn profile() -> EngineProfile {
         // Podman's forced image removal also removes the containers using
         // the image's parent layers, other builds' included.
         force_image_removal: false,
+        // Buildah's cache lookup walks every image's layers; one removed
+        // meanwhile (another run's cleanup) fails the lookup, and with it
+        // the build, although the Containerfile is fine.
+        transient_build_errors: &["layer not known"],
     }
 }
 
