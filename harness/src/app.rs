@@ -581,7 +581,7 @@ fn doctor(args: &DoctorArgs) -> u8 {
         eprintln!("error: failed to write the report: {e}");
         return exit::ENVIRONMENT;
     }
-    crate::doctor::exit_code(&checks)
+    crate::doctor::exit_code(&checks, args.strict)
 }
 
 /// Prints one line per finished step (`done  12.3s  image qus/...:latest`),

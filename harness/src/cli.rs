@@ -64,7 +64,8 @@ pub enum Command {
     Plan(SelectArgs),
     /// Check this machine: kernel, binfmt_misc, user namespace, systemd,
     /// registered entries, engines, privileges, and which scenarios would
-    /// be skipped here and why. Exit 0 when no check fails.
+    /// be skipped here and why. Exit 0 when no check fails (with
+    /// `--strict`, when none warns either).
     Doctor(DoctorArgs),
     /// Build the images qus ships and the fixture images scenarios use.
     #[command(subcommand)]
@@ -146,6 +147,10 @@ pub struct DoctorArgs {
     /// Print JSON (`schema_version`, `checks`, `summary`) instead of lines.
     #[arg(long)]
     pub json: bool,
+
+    /// Exit 1 on warnings too, not only on failures (for CI).
+    #[arg(long)]
+    pub strict: bool,
 
     /// Scenarios to plan for the "would be skipped" check (skipped when the
     /// default directory is absent).

@@ -14,14 +14,19 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(cli::exit::USAGE));
         }
     };
-    init_logging(cli.verbose);
+    // Doctor reports what the runtimes would log (a refused
+    // `--privileged`) as checks of its own: only errors go to stderr.
+    let quiet = matches!(cli.command, cli::Command::Doctor(_));
+    init_logging(cli.verbose, quiet);
     ExitCode::from(app::main(cli))
 }
 
 /// Diagnostics go to stderr: warnings by default, more with `-v`/`-vv` or
-/// `QUS_LOG` (an env-filter directive such as `qus_harness=debug`).
-fn init_logging(verbose: u8) {
+/// `QUS_LOG` (an env-filter directive such as `qus_harness=debug`);
+/// errors only by default when `quiet`.
+fn init_logging(verbose: u8, quiet: bool) {
     let default = match verbose {
+        0 if quiet => "error",
         0 => "warn",
         1 => "info",
         _ => "debug",

@@ -15,16 +15,27 @@ fn fixture(case: &str) -> Inputs {
 
 #[test]
 fn every_recorded_host_has_its_expected_exit_code() {
-    for (case, code) in [
-        ("ci-host", 0),
-        ("systemd-host", 0),
-        ("broken-host", 1),
-        ("broken-entries", 1),
-        ("rootless-container", 1),
-        ("no-binfmt", 1),
+    // (case, exit code, with --strict): every recorded host warns of
+    // something, so --strict fails them all.
+    for (case, code, strict) in [
+        ("ci-host", 0, 1),
+        ("systemd-host", 0, 1),
+        ("broken-host", 1, 1),
+        ("broken-entries", 1, 1),
+        ("rootless-container", 1, 1),
+        ("no-binfmt", 1, 1),
     ] {
         let checks = doctor::checks(&fixture(case));
-        assert_eq!(doctor::exit_code(&checks), code, "{case}: {checks:#?}");
+        assert_eq!(
+            doctor::exit_code(&checks, false),
+            code,
+            "{case}: {checks:#?}"
+        );
+        assert_eq!(
+            doctor::exit_code(&checks, true),
+            strict,
+            "{case}: {checks:#?}"
+        );
         let mut text = Vec::new();
         doctor::render_text(&checks, &mut text).unwrap();
         let text = String::from_utf8(text).unwrap();

@@ -6,7 +6,7 @@
 //! container engines), or [`Inputs::from_fixture_dir`] reads a recorded
 //! one; [`checks`] turns the inputs into one [`Check`] per line item, with
 //! no I/O; [`render_text`] and [`render_json`] print them and [`exit_code`]
-//! says whether anything failed.
+//! says whether anything failed (or, with `--strict`, warned).
 
 mod checks;
 mod inputs;

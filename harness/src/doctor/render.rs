@@ -54,9 +54,10 @@ pub fn render_json(checks: &[Check]) -> Value {
     })
 }
 
-/// 0 when no check fails, 1 otherwise.
-pub fn exit_code(checks: &[Check]) -> u8 {
-    u8::from(checks.iter().any(|c| c.status == Status::Fail))
+/// 1 when a check fails, or with `strict` when one warns; 0 otherwise.
+pub fn exit_code(checks: &[Check], strict: bool) -> u8 {
+    let bad = |c: &&Check| c.status == Status::Fail || (strict && c.status == Status::Warn);
+    u8::from(checks.iter().any(|c| bad(&c)))
 }
 
 fn plural(n: usize, noun: &str) -> String {
@@ -128,10 +129,15 @@ mod tests {
     }
 
     #[test]
-    fn exit_code_is_one_only_on_failure() {
-        // The CI host has warnings but no failure.
-        assert_eq!(exit_code(&checks(&fixture("ci-host"))), 0);
-        assert_eq!(exit_code(&checks(&fixture("broken-host"))), 1);
-        assert_eq!(exit_code(&[]), 0);
+    fn exit_code_is_one_on_failure_or_strict_warning() {
+        // The CI host has a warning but no failure.
+        let ci = checks(&fixture("ci-host"));
+        assert!(ci.iter().any(|c| c.status == Status::Warn));
+        assert_eq!(exit_code(&ci, false), 0);
+        assert_eq!(exit_code(&ci, true), 1);
+        let all_ok: Vec<Check> = ci.into_iter().filter(|c| c.status == Status::Ok).collect();
+        assert_eq!(exit_code(&all_ok, true), 0);
+        assert_eq!(exit_code(&checks(&fixture("broken-host")), false), 1);
+        assert_eq!(exit_code(&[], true), 0);
     }
 }
