@@ -14,13 +14,14 @@ use crate::cli::{
 };
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
+use crate::prepare;
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
 use crate::runner::{self, RunOptions, error_chain};
 use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
-    UnavailableRuntime, copy_image_from_docker,
+    UnavailableRuntime,
 };
 use crate::scenario::{self, Instance, Scenario, VarOverrides};
 
@@ -306,63 +307,59 @@ async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
     }
 }
 
-/// Podman has its own image store: copy from Docker every image the plan
-/// refers to that Podman lacks and Docker has (the images `qus-harness
-/// images` builds with Docker, fixtures included).
-async fn share_images_with_podman(podman: &PodmanRuntime, planned: &[Planned]) {
-    let Ok(docker) = DockerRuntime::connect().await else {
-        return;
+/// Makes the images the plan needs present in the engine (README: "How a
+/// run behaves"); says which absent images qus cannot build. `Err` is the
+/// exit code when that fails.
+fn prepare_images(
+    tokio: &tokio::runtime::Runtime,
+    engine: &Engine,
+    planned: &[Planned],
+) -> Result<(), u8> {
+    let store = match engine {
+        Engine::Docker(d) => prepare::ImageStore::Docker(d),
+        Engine::Podman(p) => prepare::ImageStore::Podman(p),
+        Engine::Singularity(_) => prepare::ImageStore::FromDocker,
+        Engine::Host(_) | Engine::Unavailable(_) => prepare::ImageStore::None,
     };
-    let mut images = std::collections::BTreeSet::new();
-    for p in planned.iter().filter(|p| p.skip.is_none()) {
-        let i = &p.instance;
-        for step in i.setup.iter().chain(&i.steps).chain(&i.teardown) {
-            match &step.action {
-                scenario::Action::Run(r) => {
-                    images.insert(r.image.clone());
-                }
-                scenario::Action::Register(r) => {
-                    if let scenario::Registrar::Image(image) = &r.registrar {
-                        images.insert(image.clone());
-                    }
-                }
-                scenario::Action::Reset(r) => images.extend(r.image.clone()),
-                scenario::Action::Build(b) => {
-                    if let scenario::BuildSource::Containerfile(text) = &b.source {
-                        images.extend(from_images(text));
-                    }
-                }
-                scenario::Action::Binfmt(_) | scenario::Action::Exec(_) => {}
+    let mut announce = |needs: &prepare::PrepareNeeds| {
+        progress!(
+            "prepare        building what the run needs: {}",
+            needs.buildable.join(", ")
+        );
+    };
+    match prepare::prepare_run(tokio, store, planned, &mut announce, &images_progress) {
+        Ok(prepared) => {
+            for image in &prepared.copied {
+                tracing::info!("copied `{image}` from docker to podman");
             }
+            if !prepared.foreign.is_empty() {
+                eprintln!(
+                    "warning: not found locally and not built by qus (the harness never pulls; \
+                     pull or load them first): {}",
+                    prepared.foreign.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            match &e {
+                prepare::PrepareError::DockerUnreachable { missing, .. } => {
+                    eprintln!("  missing: {}", missing.join(", "));
+                    eprintln!(
+                        "  hint: start Docker, or load the images into this engine and pass \
+                         `--no-prepare`"
+                    );
+                }
+                _ => eprintln!(
+                    "  hint: `qus-harness images build` and `qus-harness images fixtures` build \
+                     the images on their own; `--no-prepare` runs with the engine's images as \
+                     they are"
+                ),
+            }
+            Err(exit::ENVIRONMENT)
         }
     }
-    for image in images {
-        if podman.image_exists(&image).await.unwrap_or(false)
-            || !docker.image_exists(&image).await.unwrap_or(false)
-        {
-            continue;
-        }
-        match copy_image_from_docker(&docker, podman, &image).await {
-            Ok(()) => tracing::info!("copied `{image}` from docker to podman"),
-            Err(e) => tracing::warn!(
-                "failed to copy `{image}` from docker to podman: {}",
-                error_chain(&e)
-            ),
-        }
-    }
-}
-
-/// The images named by `FROM` lines of a Containerfile.
-fn from_images(containerfile: &str) -> Vec<String> {
-    containerfile
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            words.next().filter(|w| w.eq_ignore_ascii_case("FROM"))?;
-            words.find(|w| !w.starts_with("--")).map(str::to_owned)
-        })
-        .filter(|image| image != "scratch")
-        .collect()
 }
 
 fn tokio_runtime() -> io::Result<tokio::runtime::Runtime> {
@@ -446,8 +443,10 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     }
     let host = HostInfo::read();
     let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
-    if let Engine::Podman(p) = &engine {
-        tokio.block_on(share_images_with_podman(p, &planned));
+    if !args.no_prepare
+        && let Err(code) = prepare_images(&tokio, &engine, &planned)
+    {
+        return code;
     }
     // Save the host's binfmt_misc state whenever we could change it.
     let guard = if host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing {

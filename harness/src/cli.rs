@@ -270,6 +270,13 @@ pub struct RunArgs {
     /// skipping the scenarios that need it. Also `QUS_REQUIRE_ENGINES=1`.
     #[arg(long)]
     pub require_engine: bool,
+
+    /// Run with the engine's images as they are. By default the qus images
+    /// and fixtures the run needs and the engine lacks are built first,
+    /// with Docker, as `images build` and `images fixtures` would, and
+    /// Podman gets a copy of what it lacks from Docker.
+    #[arg(long)]
+    pub no_prepare: bool,
 }
 
 fn parse_regex(s: &str) -> Result<Regex, String> {

@@ -5,8 +5,8 @@
 //! executes them on a [`runtime`] (Docker, Podman, Apptainer or the host)
 //! with the host's binfmt_misc state guarded by [`host`]; [`report`] turns
 //! the events into console output, JUnit and JSON. [`images`] builds the
-//! images qus ships and the fixtures scenarios use; [`doctor`] checks a
-//! machine.
+//! images qus ships and the fixtures scenarios use, and [`prepare`] builds
+//! those a run lacks; [`doctor`] checks a machine.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -16,6 +16,7 @@ pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod plan;
+pub mod prepare;
 pub mod report;
 pub mod runner;
 pub mod runtime;

@@ -2,7 +2,8 @@
 //!
 //! Compiled with `--features docker`. Each trial runs the real binary on the
 //! scenarios in `tests/fixtures/docker/`, whose images are built offline from
-//! a static tool (`tests/fixtures/tool/tool.c`, compiled here). Without an
+//! a static tool (`tests/fixtures/tool/tool.c`, compiled here), or by the
+//! run itself (the qus images and fixtures it lacks). Without an
 //! engine (or gcc) every trial is *ignored* with the reason; with
 //! `QUS_REQUIRE_ENGINES=1` that is a failure. Each trial checks that no
 //! container or image with its run label is left behind.
@@ -31,6 +32,14 @@ fn main() {
             ctrl_c_mid_run,
         ),
         ("two_runs_in_parallel_both_pass", two_runs_in_parallel),
+        (
+            "missing_qus_images_are_built_before_the_run",
+            missing_images_are_built,
+        ),
+        (
+            "absent_foreign_images_are_named_not_pulled",
+            absent_images_are_named,
+        ),
     ];
     let trials = trials
         .iter()
@@ -305,4 +314,102 @@ fn two_runs_in_parallel(context: &Path) -> Result<(), Failed> {
         expect_exit(&child.wait_with_output()?, 0)?;
     }
     ids.iter().try_for_each(|id| no_leftovers(id))
+}
+
+/// Whether Docker has `image`.
+fn image_exists(image: &str) -> Result<bool, Failed> {
+    let out = Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()?;
+    Ok(out.status.success())
+}
+
+/// Removes tag `image` (the image stays while another tag names it).
+fn untag(image: &str) -> Result<(), Failed> {
+    if image_exists(image)? {
+        let out = Command::new("docker").args(["rmi", image]).output()?;
+        expect_exit(&out, 0)?;
+    }
+    check(!image_exists(image)?, format!("`{image}` is still there"))
+}
+
+/// With a registrar image and a probe fixture untagged, `--no-prepare`
+/// fails on them, and a plain run builds them (`images build`, `images
+/// fixtures`), says so, and passes. Other test binaries run before or
+/// after this one, never during it, so untagging shared images is safe;
+/// the run puts them back.
+fn missing_images_are_built(context: &Path) -> Result<(), Failed> {
+    let machine = qus_registrar::binfmt::HostFacts::read(None).machine;
+    let registrar = "qus/qemu-user-static:register";
+    let probe = format!("qus-fixtures/probe:{machine}");
+    untag(registrar)?;
+    untag(&probe)?;
+
+    let run_id = unique("no-prepare");
+    let out = harness(context, &run_id, &["prepare.yaml"], &["--no-prepare"]).output()?;
+    expect_exit(&out, 1)?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains("not present locally") && !stdout.contains("prepare "),
+        format!("stdout:\n{stdout}"),
+    )?;
+    check(
+        !image_exists(registrar)?,
+        "--no-prepare built the registrar image",
+    )?;
+
+    let run_id = unique("prepare");
+    let out = harness(context, &run_id, &["prepare.yaml"], &[]).output()?;
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    let announced = stdout
+        .lines()
+        .find_map(|l| l.split_once("building what the run needs: "))
+        .map(|(_, list)| list.split(", ").collect::<Vec<_>>());
+    check(
+        announced.is_some_and(|l| l.len() == 2 && l.contains(&registrar) && l.contains(&&*probe)),
+        format!("stdout:\n{stdout}"),
+    )?;
+    check(
+        stdout.contains("1 passed, 0 failed, 0 skipped"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    check(
+        image_exists(registrar)?,
+        "the registrar image was not built",
+    )?;
+    check(image_exists(&probe)?, "the probe image was not built")?;
+
+    // Now present: the next run builds nothing.
+    let run_id = unique("prepared");
+    let out = harness(context, &run_id, &["prepare.yaml"], &[]).output()?;
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    check(
+        !stdout.contains("building what"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    no_leftovers(&run_id)
+}
+
+/// An absent image qus does not build is named on stderr before the run,
+/// never pulled, and its step errors.
+fn absent_images_are_named(context: &Path) -> Result<(), Failed> {
+    let run_id = unique("absent");
+    let out = harness(context, &run_id, &["absent.yaml"], &[]).output()?;
+    expect_exit(&out, 1)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains(&format!(
+            "warning: not found locally and not built by qus (the harness never pulls; \
+             pull or load them first): qus-test/never-built:{run_id}"
+        )),
+        format!("stderr:\n{stderr}"),
+    )?;
+    let stdout = text(&out.stdout);
+    check(
+        stdout.contains("not present locally") && stdout.contains("1 errored"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    no_leftovers(&run_id)
 }

@@ -13,8 +13,10 @@
 //! does: expansion with the same variables (`--var`s are read from
 //! `QUS_VARS` as `K=V,K=V`; declared variables from the environment; a
 //! fresh run id), the engine (connected and probed once per process, and
-//! only for an instance that could run on it), `plan`, then `runner::run`
-//! with a `HostGuard` when root. It passes only if the instance passed. An
+//! only for an instance that could run on it), `plan`, the images it needs
+//! and the engine lacks (`prepare::prepare_run`: qus's own are built with
+//! Docker, Podman gets copies), then `runner::run` with a `HostGuard` when
+//! root. It passes only if the instance passed. An
 //! instance the plan skips is *ignored* with the reason: a scenario-level
 //! reason (another runtime, root, kernel, a step this runtime cannot
 //! express) always, an unusable engine unless `QUS_REQUIRE_ENGINES=1`, which
@@ -23,7 +25,7 @@
 //!
 //! ```console
 //! cargo test -p qus-harness --features docker --test scenarios -- 'docker::persistent'
-//! QUS_VARS=ARM64_IMAGE=qus-fixtures/arm64:bookworm cargo test -p qus-harness --test scenarios
+//! QUS_VARS=ARM64_IMAGE=arm64v8/ubuntu cargo test -p qus-harness --features docker --test scenarios
 //! ```
 
 use std::collections::BTreeMap;
@@ -34,7 +36,9 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use qus_harness::host::{HostGuard, HostInfo};
+use qus_harness::images::NoProgress;
 use qus_harness::plan::{self, Planned};
+use qus_harness::prepare::{ImageStore, PrepareNeeds, prepare_run};
 use qus_harness::report::{Event, ScenarioResult, Status};
 use qus_harness::runner::{self, RunOptions};
 use qus_harness::runtime::{FakeRuntime, HostRuntime, Runtime, RuntimeKind};
@@ -337,26 +341,49 @@ fn run_trial(
         return Ok(Completion::ignored_with(reason));
     }
     let (engine, probe) = engine(kind);
-    match engine {
-        Engine::Host(r) => run_on(r, instance, probe, &host, run_id),
+    match &engine {
+        Engine::Host(r) => run_on(*r, instance, probe, &host, run_id, ImageStore::None),
         #[cfg(feature = "docker")]
-        Engine::Docker(r) => run_on(r, instance, probe, &host, run_id),
+        Engine::Docker(r) => run_on(
+            r.clone(),
+            instance,
+            probe,
+            &host,
+            run_id,
+            ImageStore::Docker(r),
+        ),
         #[cfg(feature = "podman")]
-        Engine::Podman(r) => run_on(r, instance, probe, &host, run_id),
+        Engine::Podman(r) => run_on(
+            r.clone(),
+            instance,
+            probe,
+            &host,
+            run_id,
+            ImageStore::Podman(r),
+        ),
         #[cfg(feature = "singularity")]
-        Engine::Singularity(r) => run_on(r, instance, probe, &host, run_id),
+        Engine::Singularity(r) => run_on(
+            r.clone(),
+            instance,
+            probe,
+            &host,
+            run_id,
+            ImageStore::FromDocker,
+        ),
         // Nothing to run on: the stand-in plans the engine's absence.
-        Engine::Absent => run_on(stand_in, instance, probe, &host, run_id),
+        Engine::Absent => run_on(stand_in, instance, probe, &host, run_id, ImageStore::None),
     }
 }
 
-/// Plans the instance on `runtime` and, when nothing skips it, runs it.
+/// Plans the instance on `runtime` and, when nothing skips it, makes its
+/// images present in `store` as `qus-harness run` does, then runs it.
 fn run_on<R: Runtime + 'static>(
     runtime: R,
     instance: Instance,
     probe: Result<(), String>,
     host: &HostInfo,
     run_id: String,
+    store: ImageStore<'_>,
 ) -> Result<Completion, Failed> {
     // A skip with a usable engine belongs to the scenario (a step this
     // runtime cannot express): always ignored.
@@ -373,6 +400,20 @@ fn run_on<R: Runtime + 'static>(
             Ok(Completion::ignored_with(reason))
         };
     }
+    let mut announce = |needs: &PrepareNeeds| {
+        eprintln!(
+            "building what the instance needs: {}",
+            needs.buildable.join(", ")
+        );
+    };
+    prepare_run(
+        tokio(),
+        store,
+        std::slice::from_ref(&planned),
+        &mut announce,
+        &NoProgress,
+    )
+    .map_err(|e| chain(&e))?;
     // Save the host's binfmt_misc state whenever the run could change it,
     // as the CLI does.
     let guard = if host.is_root && host.binfmt != MountState::Missing {
