@@ -199,7 +199,13 @@ fn capability_check<R: Runtime>(action: &Action, runtime: &R) -> Result<(), Stri
             None => Ok(()),
         },
         Action::Run(run) => runtime.supports_spec(&crate::runner::run_spec(run, "", "")),
-        Action::Build(_) => runtime.supports(StepCapability::Build),
+        Action::Build(build) => {
+            runtime.supports(StepCapability::Build)?;
+            if build.platform.is_some() {
+                runtime.supports(StepCapability::Platform)?;
+            }
+            Ok(())
+        }
         Action::Binfmt(_) | Action::Exec(_) => Ok(()),
     }
 }

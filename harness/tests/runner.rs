@@ -945,6 +945,7 @@ fn plan_skips_are_reported_and_never_run() {
         "apiVersion: qus/v1\nname: needs-kernel\nrequires: { kernel: \"99.1\" }\nsteps:\n  - run: { image: img, command: [x] }\n",
         "apiVersion: qus/v1\nname: needs-platform\nsteps:\n  - run: { name: foreign, image: img, platform: linux/arm64, command: [x] }\n",
         "apiVersion: qus/v1\nname: writes-binfmt\nrequires: { binfmt: write }\nsteps:\n  - run: { image: img, command: [x] }\n",
+        "apiVersion: qus/v1\nname: builds-for-a-platform\nsteps:\n  - build: { name: cross, containerfile: \"FROM scratch\\n\", platform: linux/arm64 }\n",
         "apiVersion: qus/v1\nname: runs\nsteps:\n  - run: { image: img, command: [x] }\n",
     ];
     let host = HostInfo {
@@ -961,6 +962,10 @@ fn plan_skips_are_reported_and_never_run() {
     let ran = execute(runtime.clone(), plan, options(4));
 
     let expected = BTreeMap::from([
+        (
+            "builds-for-a-platform".to_owned(),
+            "step `cross` cannot run on `docker`: no platform selection here".to_owned(),
+        ),
         (
             "needs-kernel".to_owned(),
             "requires kernel 99.1, this one is 5.10".to_owned(),
@@ -993,7 +998,36 @@ fn plan_skips_are_reported_and_never_run() {
         .collect();
     assert_eq!(ran_scenarios, BTreeSet::from(["runs".to_owned()]));
     assert_eq!(ran.results().keys().collect::<Vec<_>>(), ["runs"]);
-    assert_eq!((ran.end.summary.skipped, ran.end.summary.passed), (5, 1));
+    assert_eq!((ran.end.summary.skipped, ran.end.summary.passed), (6, 1));
+    assert!(runtime.fake.builds().is_empty());
+}
+
+#[test]
+fn build_steps_pass_their_platform_and_arguments_to_the_engine() {
+    let file = "apiVersion: qus/v1\nname: cross\nsteps:\n  \
+        - build: { containerfile: \"FROM scratch\\n\", tag: t1, platform: linux/arm64, build_args: { A: b } }\n  \
+        - build: { containerfile: \"FROM scratch\\n\", tag: t2 }\n";
+    let runtime = Scripted::instant(engine());
+    let plan = planned(&[file], &runtime, Ok(()), &root_host());
+    let ran = execute(runtime.clone(), plan, options(1));
+    assert_eq!(ran.end.summary.passed, 1, "{:#?}", ran.events);
+    let builds = runtime.fake.builds();
+    let seen: Vec<(&str, Option<&str>, Option<&String>)> = builds
+        .iter()
+        .map(|b| (b.tag.as_str(), b.platform.as_deref(), b.build_args.get("A")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("t1", Some("linux/arm64"), Some(&"b".to_owned())),
+            ("t2", None, None)
+        ]
+    );
+    let result = ran.result("cross");
+    assert_eq!(
+        status_of(&result, Phase::Main, 0).command.as_deref(),
+        Some("docker build -t t1 --platform linux/arm64")
+    );
 }
 
 #[test]

@@ -178,7 +178,11 @@ async fn attempt<R: Runtime>(
             for (k, v) in &build.build_args {
                 spec = spec.with_build_arg(k.clone(), v.clone());
             }
-            let command = format!("{engine} build -t {tag}");
+            let mut command = format!("{engine} build -t {tag}");
+            if let Some(platform) = &build.platform {
+                spec = spec.with_platform(platform.clone());
+                command.push_str(&format!(" --platform {platform}"));
+            }
             let outcome = match tokio::time::timeout(timeout + GRACE, ctx.runtime.build(&spec))
                 .await
             {

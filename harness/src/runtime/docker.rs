@@ -843,6 +843,7 @@ impl ApiEngine {
             forcerm: true,
             buildargs: to_map(&spec.build_args),
             labels: to_map(&spec.labels),
+            platform: spec.platform.clone().unwrap_or_default(),
             ..BuildImageOptions::default()
         };
         let mut stream =

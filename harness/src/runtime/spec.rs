@@ -242,6 +242,9 @@ pub struct BuildSpec {
     pub build_args: BTreeMap<String, String>,
     /// Labels put on the image; see [`RUN_LABEL`].
     pub labels: BTreeMap<String, String>,
+    /// Target platform (`linux/arm64`): the platform recorded in an image
+    /// built `FROM scratch`, and the one `FROM` images must match.
+    pub platform: Option<String>,
     /// Wall-clock limit; when reached the build is abandoned and the
     /// outcome is marked [`BuildOutcome::timed_out`].
     pub timeout: Duration,
@@ -255,6 +258,7 @@ impl BuildSpec {
             tag: tag.into(),
             build_args: BTreeMap::new(),
             labels: BTreeMap::new(),
+            platform: None,
             timeout: DEFAULT_BUILD_TIMEOUT,
         }
     }
@@ -286,6 +290,12 @@ impl BuildSpec {
     /// Adds or replaces one label.
     pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Builds for `platform` (`linux/arm64`).
+    pub fn with_platform(mut self, platform: impl Into<String>) -> Self {
+        self.platform = Some(platform.into());
         self
     }
 

@@ -866,6 +866,27 @@ async fn builds_succeed_fail_and_label_images<E: Engine>(fx: Fixture<E>) {
     );
     assert!(fx.runtime.image_exists(&tag).await.unwrap());
 
+    // A platform is recorded in an image built `FROM scratch`. (Other
+    // content than above: Docker 20.10's build cache ignores the platform.)
+    let cross_tag = format!("qus-test/cross:{}", fx.run_id);
+    let cross = BuildSpec::inline(
+        "FROM scratch\nCOPY data /data\n",
+        vec![ContextFile::new("data", format!("s390x {}", fx.run_id))],
+        cross_tag.clone(),
+    )
+    .with_platform("linux/s390x")
+    .with_run_id(fx.run_id.clone());
+    let built = fx.runtime.build(&cross).await.unwrap();
+    assert!(built.success, "{}", built.output);
+    let inspect = fx.client.inspect_image(&cross_tag).await.unwrap();
+    assert_eq!(
+        (inspect.os.as_deref(), inspect.architecture.as_deref()),
+        (Some("linux"), Some("s390x")),
+        "{inspect:?}"
+    );
+    let native = fx.client.inspect_image(&tag).await.unwrap();
+    assert_ne!(native.architecture.as_deref(), Some("s390x"));
+
     let missing_tag = format!("qus-test/missing:{}", fx.run_id);
     let missing = BuildSpec::inline(
         "FROM scratch\nCOPY missing /missing\n",
@@ -949,7 +970,7 @@ async fn builds_succeed_fail_and_label_images<E: Engine>(fx: Fixture<E>) {
     let built = fx.runtime.build(&from_dir).await.unwrap();
     assert!(built.success, "{}", built.output);
 
-    // Probe image, inline build and directory build carry the label (on
+    // Probe image, inline builds and directory build carry the label (on
     // Podman so do the untagged layers a failed build leaves, which the
     // label then removes).
     assert_eq!(
@@ -957,6 +978,7 @@ async fn builds_succeed_fail_and_label_images<E: Engine>(fx: Fixture<E>) {
         [
             format!("qus-test/built:{}", fx.run_id),
             format!("qus-test/built:{}-dir", fx.run_id),
+            cross_tag,
             fx.image.clone(),
         ],
         "{:#?}",
