@@ -111,15 +111,19 @@ _qus_apptainer_prune() {
         -exec rm -rf --one-file-system {} + || true
 }
 
-# Installs the wrapper as /usr/local/bin/apptainer-sid, defaulting to ROOTFS.
+# Installs the wrapper as /usr/local/bin/apptainer-sid, defaulting to ROOTFS
+# and showing this repository (scenarios bind files from it) inside.
 _qus_apptainer_install_wrapper() {
     local rootfs=$1 src="$QUS_APPTAINER_LIB_DIR/../../fixtures/apptainer/apptainer-sid"
-    local tmp
+    local tmp repo
+    repo=$(cd "$QUS_APPTAINER_LIB_DIR/../.." && pwd -P)
     tmp=$(mktemp /usr/local/bin/.apptainer-sid.XXXXXX)
-    sed "s|^default_root=.*# @default-root@\$|default_root=$rootfs # @default-root@|" "$src" >"$tmp"
-    grep -qF "default_root=$rootfs " "$tmp" || {
+    sed -e "s|^default_root=.*# @default-root@\$|default_root=$rootfs # @default-root@|" \
+        -e "s|^default_binds=.*# @default-binds@\$|default_binds=$repo # @default-binds@|" \
+        "$src" >"$tmp"
+    grep -qF "default_root=$rootfs " "$tmp" && grep -qF "default_binds=$repo " "$tmp" || {
         rm -f "$tmp"
-        echo "error: failed to set the default rootfs in \`$src\`" >&2
+        echo "error: failed to set the default rootfs and binds in \`$src\`" >&2
         return 1
     }
     chmod 0755 "$tmp"

@@ -3,9 +3,9 @@
 //!
 //! The main type is [`Engine`]: a [`DockerRuntime`] for builds (its
 //! in-memory contexts and build log handling) plus a bollard client for
-//! what the [`Runtime`] trait does not offer (labels, tags, import). Its
+//! what the [`Runtime`] trait does not offer (labels, tags). Its
 //! [`Engine::ensure`] skips an image whose tags already name an image with
-//! the same recipe label, and otherwise builds (or imports) it under a
+//! the same recipe label, and otherwise builds it under a
 //! scratch tag, moves every final tag onto it, then drops the scratch tag
 //! and any image the move left untagged. Scratch tags still present when
 //! the work stops (a failure, Ctrl-C) are removed by [`Engine::cleanup`],
@@ -13,14 +13,12 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bollard::Docker;
 use bollard::errors::Error as BollardError;
-use bollard::query_parameters::{CreateImageOptions, RemoveImageOptions, TagImageOptions};
-use futures_util::StreamExt as _;
+use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
 use tracing::{debug, warn};
 
 use super::error::ImageBuildError;
@@ -34,14 +32,6 @@ pub(crate) enum Source {
     /// Built from a Containerfile; the spec's tag is replaced by a scratch
     /// tag and the recipe label is added.
     Build(BuildSpec),
-    /// Imported from a root filesystem tarball (`docker import`), with
-    /// Dockerfile `changes` (`LABEL`, `ENV`, `CMD`).
-    Import {
-        /// The `.tar` or `.tar.gz`.
-        tarball: PathBuf,
-        /// `LABEL k="v"`, `CMD ["bash"]`...
-        changes: Vec<String>,
-    },
 }
 
 /// One image of a report: its tags, id, recipe, and what was done for it.
@@ -230,7 +220,7 @@ impl Engine {
         Ok(info.id)
     }
 
-    /// Builds or imports `source` as `scratch`.
+    /// Builds `source` as `scratch`.
     async fn make(
         &self,
         source: Source,
@@ -252,41 +242,7 @@ impl Engine {
                     })
                 }
             }
-            Source::Import {
-                tarball,
-                mut changes,
-            } => {
-                changes.push(format!("LABEL {LABEL_RECIPE}=\"{recipe}\""));
-                self.import(&tarball, scratch, changes).await
-            }
         }
-    }
-
-    /// `docker import TARBALL REFERENCE --change ...`, through the API.
-    async fn import(
-        &self,
-        tarball: &std::path::Path,
-        reference: &str,
-        changes: Vec<String>,
-    ) -> Result<(), ImageBuildError> {
-        let (repo, tag) = split_reference(reference);
-        let data = tokio::fs::read(tarball)
-            .await
-            .map_err(ImageBuildError::io("read", tarball))?;
-        let options = CreateImageOptions {
-            from_src: Some("-".to_owned()),
-            repo: Some(repo.to_owned()),
-            tag: Some(tag.to_owned()),
-            changes,
-            ..CreateImageOptions::default()
-        };
-        let mut stream =
-            self.docker
-                .create_image(Some(options), Some(bollard::body_full(data.into())), None);
-        while let Some(item) = stream.next().await {
-            item.map_err(|err| engine_error("import", reference, err))?;
-        }
-        Ok(())
     }
 
     /// Points every tag at image `id`, then removes images the tags left

@@ -1,13 +1,17 @@
 //! [`fixtures`]: the images scenarios run, built without a registry.
 //!
 //! - `<repo>/<arch>:<suite>` (`qus-fixtures/arm64:bookworm`): a Debian root
-//!   filesystem from `debootstrap --variant=minbase`, imported with
-//!   `CMD ["bash"]` and labelled with the `uname -m` it prints under QEMU;
+//!   filesystem from `debootstrap --variant=minbase`, added `FROM scratch`
+//!   as Debian's official images are (`ADD rootfs.tar.gz /`, `CMD
+//!   ["bash"]`), built for the architecture's platform (`linux/arm64/v8`)
+//!   so that engines see the architecture a registry image would have, and
+//!   labelled with the `uname -m` it prints under QEMU;
 //! - `<repo>/probe:<target>` (`qus-fixtures/probe:aarch64`): one probe
 //!   program of `fixtures/probes` as `/probe`, `FROM scratch`.
 //!
 //! Root filesystems are cached by recipe (`rootfs.rs`); an image whose
-//! recipe label matches is left alone. Foreign `debootstrap`s need
+//! recipe label (the root filesystem's recipe and how it becomes an image)
+//! matches is left alone. Foreign `debootstrap`s need
 //! binfmt_misc handlers with `F`: they are registered only when some root
 //! filesystem must actually be made, and restored as soon as the last one
 //! is done (`handler.rs`). Root filesystems are made `jobs` at a time.
@@ -46,9 +50,20 @@ pub const DEFAULT_FIXTURE_REPO: &str = "qus-fixtures";
 /// Part of every probe image recipe.
 const PROBE_BUILDER_VERSION: &str = "1";
 
-/// What the imported root filesystems get besides their files: Docker's
-/// default `PATH` (an import has no environment) and Debian's `CMD`.
-const IMPORT_CHANGES: [&str; 2] = [
+/// Part of every root filesystem image recipe: how a cached root
+/// filesystem becomes an image (`2`: `ADD` in a build for the platform;
+/// `1` was a `docker import`, which records the host's architecture).
+const ROOTFS_IMAGE_VERSION: &str = "2";
+
+/// The root filesystem's name in the build context.
+const ROOTFS_FILE: &str = "rootfs.tar.gz";
+
+/// Bound on building one root filesystem image (about 50 MB of context).
+const ROOTFS_IMAGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// What the root filesystem images get besides their files: Docker's
+/// default `PATH` and Debian's `CMD`.
+const ROOTFS_INSTRUCTIONS: [&str; 2] = [
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     r#"CMD ["bash"]"#,
 ];
@@ -263,10 +278,9 @@ async fn build_rootfs_images(
     let mut needed: BTreeMap<&str, &'static Target> = BTreeMap::new();
     for (arch, recipe, image) in &plans {
         let up_to_date = !options.force
-            && engine
-                .inspect(image)
-                .await?
-                .is_some_and(|info| info.recipe.as_deref() == Some(recipe.hash().as_str()));
+            && engine.inspect(image).await?.is_some_and(|info| {
+                info.recipe.as_deref() == Some(image_recipe(*arch, recipe).as_str())
+            });
         let cached = recipe.tarball(&options.cache_dir).is_file();
         if up_to_date || cached {
             continue;
@@ -296,7 +310,7 @@ async fn build_rootfs_images(
         .map(|(arch, recipe, image)| {
             let created = created.clone();
             async move {
-                let hash = recipe.hash();
+                let hash = image_recipe(arch, &recipe);
                 let tarball = recipe.tarball(&options.cache_dir);
                 let debootstrapped = std::cell::Cell::new(false);
                 let built = engine
@@ -309,10 +323,17 @@ async fn build_rootfs_images(
                             let (tarball, cached) =
                                 ensure_tarball(&recipe, &options.cache_dir, progress).await?;
                             debootstrapped.set(!cached);
-                            Ok(Source::Import {
-                                tarball,
-                                changes: import_changes(arch, &recipe, &created),
-                            })
+                            let bytes = tokio::fs::read(&tarball)
+                                .await
+                                .map_err(ImageBuildError::io("read", &tarball))?;
+                            let spec = BuildSpec::inline(
+                                rootfs_containerfile(arch, &recipe, &created),
+                                vec![ContextFile::new(ROOTFS_FILE, bytes)],
+                                image.clone(),
+                            )
+                            .with_platform(arch.platform())
+                            .with_timeout(ROOTFS_IMAGE_TIMEOUT);
+                            Ok(Source::Build(spec))
                         },
                     )
                     .await?;
@@ -334,8 +355,19 @@ async fn build_rootfs_images(
     Ok(results.into_iter().unzip())
 }
 
-/// `docker import --change` instructions of a root filesystem image.
-fn import_changes(arch: DebianArch, recipe: &RootfsRecipe, created: &str) -> Vec<String> {
+/// The recipe of a root filesystem's image: the root filesystem's own
+/// recipe (also its cache key) and how it becomes an image.
+fn image_recipe(arch: DebianArch, recipe: &RootfsRecipe) -> String {
+    Recipe::new("qus-fixtures/rootfs-image")
+        .field("rootfs", recipe.hash())
+        .field("image", ROOTFS_IMAGE_VERSION)
+        .field("platform", arch.platform())
+        .finish()
+}
+
+/// The Containerfile of a root filesystem image: the tarball added
+/// `FROM scratch`, Docker's `PATH`, Debian's `CMD`, and the labels.
+fn rootfs_containerfile(arch: DebianArch, recipe: &RootfsRecipe, created: &str) -> String {
     let labels = [
         (
             LABEL_TITLE,
@@ -354,15 +386,15 @@ fn import_changes(arch: DebianArch, recipe: &RootfsRecipe, created: &str) -> Vec
         (LABEL_QEMU_TARGET, arch.qemu_target().name.to_owned()),
         (LABEL_UNAME, arch.uname().to_owned()),
     ];
-    IMPORT_CHANGES
-        .iter()
-        .map(|c| (*c).to_owned())
-        .chain(
-            labels
-                .iter()
-                .map(|(key, value)| format!("LABEL {key}={}", quote(value))),
-        )
-        .collect()
+    let mut text = format!("FROM scratch\nADD {ROOTFS_FILE} /\n");
+    for line in ROOTFS_INSTRUCTIONS {
+        text.push_str(line);
+        text.push('\n');
+    }
+    for (key, value) in labels {
+        text.push_str(&format!("LABEL {key}={}\n", quote(&value)));
+    }
+    text
 }
 
 /// A Dockerfile double-quoted string.
@@ -464,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn imported_images_get_path_cmd_and_labels() {
+    fn rootfs_images_add_the_tarball_with_path_cmd_and_labels() {
         let recipe = RootfsRecipe {
             arch: DebianArch::Arm64,
             suite: "bookworm".into(),
@@ -472,12 +504,69 @@ mod tests {
             mirror: "http://deb.debian.org/debian".into(),
             include: Vec::new(),
         };
-        let changes = import_changes(DebianArch::Arm64, &recipe, "2024-05-01T12:00:00Z");
-        assert!(changes[0].starts_with("ENV PATH=/usr/local/sbin:"));
-        assert_eq!(changes[1], r#"CMD ["bash"]"#);
-        assert!(changes.contains(&r#"LABEL io.qus.uname="aarch64""#.to_owned()));
-        assert!(changes.contains(&r#"LABEL io.qus.debian-arch="arm64""#.to_owned()));
-        assert!(changes.contains(&r#"LABEL io.qus.qemu-target="aarch64""#.to_owned()));
+        let text = rootfs_containerfile(DebianArch::Arm64, &recipe, "2024-05-01T12:00:00Z");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[..3],
+            ["FROM scratch", "ADD rootfs.tar.gz /", lines[2]]
+        );
+        assert!(lines[2].starts_with("ENV PATH=/usr/local/sbin:"));
+        assert_eq!(lines[3], r#"CMD ["bash"]"#);
+        assert!(lines.contains(&r#"LABEL io.qus.uname="aarch64""#));
+        assert!(lines.contains(&r#"LABEL io.qus.debian-arch="arm64""#));
+        assert!(lines.contains(&r#"LABEL io.qus.qemu-target="aarch64""#));
         assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+    }
+
+    #[test]
+    fn image_recipes_follow_the_rootfs_and_the_platform() {
+        let recipe = |arch| RootfsRecipe {
+            arch,
+            suite: "bookworm".into(),
+            variant: "minbase".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            include: Vec::new(),
+        };
+        let arm64 = recipe(DebianArch::Arm64);
+        let image = image_recipe(DebianArch::Arm64, &arm64);
+        assert_eq!(image.len(), 16);
+        // Not the tarball's recipe: the cache stays valid when only the
+        // way an image is made changes.
+        assert_ne!(image, arm64.hash());
+        assert_eq!(
+            image,
+            image_recipe(DebianArch::Arm64, &recipe(DebianArch::Arm64))
+        );
+        assert_ne!(
+            image,
+            image_recipe(DebianArch::S390x, &recipe(DebianArch::S390x))
+        );
+        let trixie = RootfsRecipe {
+            suite: "trixie".into(),
+            ..recipe(DebianArch::Arm64)
+        };
+        assert_ne!(image, image_recipe(DebianArch::Arm64, &trixie));
+    }
+
+    #[test]
+    fn platforms_are_the_official_images_ones() {
+        let platforms: Vec<(&str, &str)> = DebianArch::ALL
+            .iter()
+            .map(|a| (a.as_str(), a.platform()))
+            .collect();
+        assert_eq!(
+            platforms,
+            [
+                ("amd64", "linux/amd64"),
+                ("arm64", "linux/arm64/v8"),
+                ("armel", "linux/arm/v5"),
+                ("armhf", "linux/arm/v7"),
+                ("i386", "linux/386"),
+                ("mips64el", "linux/mips64le"),
+                ("mipsel", "linux/mipsle"),
+                ("ppc64el", "linux/ppc64le"),
+                ("s390x", "linux/s390x"),
+            ]
+        );
     }
 }

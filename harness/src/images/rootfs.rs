@@ -103,6 +103,22 @@ impl DebianArch {
         self.row().2
     }
 
+    /// The OCI platform its images carry, as Docker Hub's official images
+    /// of the architecture do (`linux/arm64/v8` for `arm64v8/debian`).
+    pub fn platform(self) -> &'static str {
+        match self {
+            DebianArch::Amd64 => "linux/amd64",
+            DebianArch::Arm64 => "linux/arm64/v8",
+            DebianArch::Armel => "linux/arm/v5",
+            DebianArch::Armhf => "linux/arm/v7",
+            DebianArch::I386 => "linux/386",
+            DebianArch::Mips64el => "linux/mips64le",
+            DebianArch::Mipsel => "linux/mipsle",
+            DebianArch::Ppc64el => "linux/ppc64le",
+            DebianArch::S390x => "linux/s390x",
+        }
+    }
+
     /// Name, QEMU target, `uname -m`.
     fn row(self) -> (&'static str, &'static str, &'static str) {
         match self {

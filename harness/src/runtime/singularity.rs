@@ -25,7 +25,7 @@
 //! Sandboxes live under a root directory ([`SingularityRuntime::DEFAULT_SANDBOX_ROOT`]
 //! unless [`with_sandbox_root`](SingularityRuntime::with_sandbox_root)); keep
 //! it under `/tmp` when the command is the `apptainer-sid` wrapper, which
-//! shares only the host's `/tmp`.
+//! shares only the host's `/tmp` and the repository's directory.
 //!
 //! - By default sandboxes belong to the runtime value and its clones
 //!   (`<root>/session-<pid>-<n>/<image id>`): unpacked on first use, reused by
