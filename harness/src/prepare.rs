@@ -28,7 +28,9 @@ use crate::images::{
 };
 use crate::plan::Planned;
 use crate::runner::error_chain;
-use crate::runtime::{DockerRuntime, PodmanRuntime, Runtime, copy_image_from_docker};
+use crate::runtime::{
+    DockerRuntime, PodmanRuntime, Runtime, containerfile_in, copy_image_from_docker,
+};
 use crate::scenario::{Action, BuildSource, Instance, Registrar};
 
 /// The variable naming the registrar images' repository in scenarios.
@@ -72,9 +74,14 @@ fn instance_images(instance: &Instance) -> BTreeSet<String> {
             }
             Action::Reset(r) => used.extend(r.image.clone()),
             Action::Build(b) => {
-                if let BuildSource::Containerfile(text) = &b.source {
-                    used.extend(from_images(text));
-                }
+                let text = match &b.source {
+                    BuildSource::Containerfile(text) => Some(text.clone()),
+                    // Unreadable: the build step reports it.
+                    BuildSource::Context(dir) => {
+                        containerfile_in(dir).and_then(|path| std::fs::read_to_string(path).ok())
+                    }
+                };
+                used.extend(text.as_deref().map(base_images).unwrap_or_default());
                 built.extend(b.tag.clone());
             }
             Action::Binfmt(_) | Action::Exec(_) => {}
@@ -84,17 +91,45 @@ fn instance_images(instance: &Instance) -> BTreeSet<String> {
     used
 }
 
-/// The images named by `FROM` lines of a Containerfile (not `scratch`).
-pub fn from_images(containerfile: &str) -> Vec<String> {
-    containerfile
-        .lines()
-        .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            words.next().filter(|w| w.eq_ignore_ascii_case("FROM"))?;
-            words.find(|w| !w.starts_with("--")).map(str::to_owned)
-        })
-        .filter(|image| image != "scratch")
-        .collect()
+/// The images a Containerfile builds from: `FROM` lines and `COPY
+/// --from=`, except `scratch`, earlier stages (by name or index) and
+/// references to build arguments (`${BASE}`), which only the build knows.
+pub fn base_images(containerfile: &str) -> Vec<String> {
+    let mut stages: BTreeSet<String> = BTreeSet::new();
+    let mut images = Vec::new();
+    let mut add = |image: &str, stages: &BTreeSet<String>| {
+        let is_stage =
+            stages.contains(&image.to_ascii_lowercase()) || image.parse::<usize>().is_ok();
+        if image != "scratch" && !is_stage && !image.contains('$') {
+            images.push(image.to_owned());
+        }
+    };
+    for line in containerfile.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let Some(instruction) = words.first() else {
+            continue;
+        };
+        if instruction.eq_ignore_ascii_case("FROM") {
+            let rest: Vec<&str> = words[1..]
+                .iter()
+                .copied()
+                .filter(|w| !w.starts_with("--"))
+                .collect();
+            if let Some(image) = rest.first() {
+                add(image, &stages);
+            }
+            if let [_, alias_keyword, alias, ..] = rest.as_slice()
+                && alias_keyword.eq_ignore_ascii_case("AS")
+            {
+                stages.insert(alias.to_ascii_lowercase());
+            }
+        } else if instruction.eq_ignore_ascii_case("COPY") {
+            for source in words[1..].iter().filter_map(|w| w.strip_prefix("--from=")) {
+                add(source, &stages);
+            }
+        }
+    }
+    images
 }
 
 /// What to build for a set of absent images.
@@ -487,15 +522,39 @@ teardown:
     }
 
     #[test]
-    fn from_lines_name_the_base_images() {
-        let text = "FROM --platform=linux/arm64 qus-fixtures/arm64:bookworm AS a\n\
-                    RUN true\nfrom scratch\nFROM qus/qemu-user-static:register\n";
+    fn base_images_are_from_lines_and_copy_sources_but_not_stages() {
+        let text = "FROM --platform=linux/arm64 qus-fixtures/arm64:bookworm AS Base\n\
+                    RUN true\nfrom scratch\nFROM base\n\
+                    COPY --from=base /a /a\nCOPY --from=0 /b /b\n\
+                    COPY --chown=1:1 --from=qus/qemu-user-static:x86_64-aarch64 /c /c\n\
+                    ARG BASE=x\nFROM ${BASE}\nFROM qus/qemu-user-static:register\n";
         assert_eq!(
-            from_images(text),
+            base_images(text),
             [
                 "qus-fixtures/arm64:bookworm",
+                "qus/qemu-user-static:x86_64-aarch64",
                 "qus/qemu-user-static:register"
             ]
+        );
+    }
+
+    #[test]
+    fn directory_builds_are_read_for_their_base_images() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("Containerfile"),
+            "FROM qus-fixtures/s390x:bookworm\n",
+        )
+        .unwrap();
+        let yaml = format!(
+            "apiVersion: qus/v1\nname: dir\nsteps:\n  - build: {{ context: {} }}\n  \
+             - build: {{ context: /nonexistent/qus }}\n",
+            dir.path().display()
+        );
+        let (images, _) = referenced_images(&planned(&yaml, None));
+        assert_eq!(
+            images.into_iter().collect::<Vec<_>>(),
+            ["qus-fixtures/s390x:bookworm"]
         );
     }
 }

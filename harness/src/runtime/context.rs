@@ -74,6 +74,14 @@ fn pack_inline(
     })
 }
 
+/// The Containerfile a build of directory `dir` uses, if it has one.
+pub(crate) fn containerfile_in(dir: &Path) -> Option<std::path::PathBuf> {
+    CONTAINERFILE_NAMES
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|path| path.is_file())
+}
+
 fn pack_dir(dir: &Path) -> Result<PackedContext, RuntimeError> {
     let io_error = |source| RuntimeError::Io {
         operation: Operation::PrepareContext,

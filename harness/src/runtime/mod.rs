@@ -26,6 +26,7 @@ mod unavailable;
 
 use std::future::Future;
 
+pub(crate) use context::containerfile_in;
 pub use docker::DockerRuntime;
 pub use error::{BoxError, Operation, RuntimeError};
 pub use exec::exec;
