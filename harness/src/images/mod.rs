@@ -7,14 +7,15 @@
 //!   `:register`, and four tags per emulator), plus the release artifacts
 //!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
 //! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
-//!   imported as `qus-fixtures/<arch>:<suite>`, and one `FROM scratch`
-//!   image per probe program (`qus-fixtures/probe:<target>`).
+//!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`,
+//!   and one `FROM scratch` image per probe program
+//!   (`qus-fixtures/probe:<target>`).
 //!
 //! Both are idempotent: every image carries a recipe label (a hash of its
 //! inputs) and is skipped when its tags already name an image with that
 //! recipe; root filesystems are cached as tarballs keyed by recipe. Both
 //! report [`ImagesEvent`]s to a [`Progress`] and never print. Nothing is
-//! pulled: every image is `FROM scratch` or imported. The Containerfiles
+//! pulled: every image is `FROM scratch`. The Containerfiles
 //! live in `images/` at the repository root and are compiled in.
 //!
 //! This module drives Docker Engine only; other engines load what it built

@@ -62,7 +62,7 @@ pub enum Step {
 /// How an image step ended when it did not fail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImageStatus {
-    /// Built (or imported) and tagged.
+    /// Built and tagged.
     Built,
     /// An image with the same recipe existed under one of the tags; the
     /// missing tags were added to it.
