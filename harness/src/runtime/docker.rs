@@ -67,6 +67,10 @@ const LIST_RETRY_DELAY: Duration = Duration::from_millis(100);
 const BUILD_RETRIES: u32 = 5;
 const BUILD_RETRY_DELAY: Duration = Duration::from_millis(200);
 
+/// Docker's words for a cached layer that vanished mid-build (an image ID,
+/// never a name the Containerfile gave).
+const TRANSIENT_CACHE_MISS: &str = "unable to find image \"sha256:";
+
 /// How long to wait for a killed container to report its exit.
 const KILL_GRACE: Duration = Duration::from_secs(10);
 
@@ -196,7 +200,9 @@ impl EngineProfile {
             host_config: HostConfig::default(),
             enforces_platform: true,
             force_image_removal: true,
-            transient_build_errors: &[],
+            // The classic builder found a cached layer, then another run's
+            // cleanup removed it before the build used it.
+            transient_build_errors: &[TRANSIENT_CACHE_MISS],
         }
     }
 }
@@ -1752,6 +1758,15 @@ mod tests {
         };
         assert_eq!(transient_phrase(podman, &succeeded), None);
         assert_eq!(transient_phrase(&[], &failed(lookup)), None);
+        let docker = &[TRANSIENT_CACHE_MISS];
+        let vanished = "Step 2/3 : COPY data /data\nunable to find image \
+            \"sha256:5fbce0ce7799f0eb7fa06fb08698db3ab72911ed1de40a010f820135a42471ff\"\n";
+        assert_eq!(
+            transient_phrase(docker, &failed(vanished)),
+            Some(TRANSIENT_CACHE_MISS)
+        );
+        let absent_base = "Step 1/2 : FROM nosuch/image\nunable to find image \"nosuch/image\"\n";
+        assert_eq!(transient_phrase(docker, &failed(absent_base)), None);
     }
 
     #[test]
