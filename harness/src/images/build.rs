@@ -23,7 +23,7 @@ use qus_registrar::targets;
 use super::artifacts::{self, ArtifactInput};
 use super::containerfile;
 use super::deb::{self, DebSource, Emulator};
-use super::engine::{BuiltImage, Engine, Source};
+use super::engine::{BuiltImage, Engine};
 use super::error::ImageBuildError;
 use super::labels::{
     LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
@@ -262,7 +262,7 @@ async fn build_all(
                 let ImageJob { tags, recipe, spec } = job;
                 engine
                     .ensure(&tags, &recipe, options.force, progress, || async {
-                        spec.into_spec().await.map(Source::Build)
+                        spec.into_spec().await
                     })
                     .await
             }

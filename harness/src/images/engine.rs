@@ -26,14 +26,6 @@ use super::labels::LABEL_RECIPE;
 use super::progress::{ImageStatus, Progress, Step, StepOutcome, StepTimer};
 use crate::runtime::{BuildSpec, DockerRuntime, Runtime as _};
 
-/// How an image is made when it has to be.
-#[derive(Debug)]
-pub(crate) enum Source {
-    /// Built from a Containerfile; the spec's tag is replaced by a scratch
-    /// tag and the recipe label is added.
-    Build(BuildSpec),
-}
-
 /// One image of a report: its tags, id, recipe, and what was done for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuiltImage {
@@ -112,7 +104,7 @@ impl Engine {
 
     /// Makes sure every one of `tags` names an image with `recipe`:
     /// nothing to do when they already do (unless `force`), retagging when
-    /// one of them does, else making it from `source()`. Reports one
+    /// one of them does, else building the spec `source()` gives. Reports one
     /// [`Step::Image`].
     pub(crate) async fn ensure<F, Fut>(
         &self,
@@ -124,7 +116,7 @@ impl Engine {
     ) -> Result<BuiltImage, ImageBuildError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Source, ImageBuildError>>,
+        Fut: Future<Output = Result<BuildSpec, ImageBuildError>>,
     {
         let timer = StepTimer::start(
             progress,
@@ -159,7 +151,7 @@ impl Engine {
     ) -> Result<BuiltImage, ImageBuildError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Source, ImageBuildError>>,
+        Fut: Future<Output = Result<BuildSpec, ImageBuildError>>,
     {
         let mut current = Vec::with_capacity(tags.len());
         for tag in tags {
@@ -220,28 +212,26 @@ impl Engine {
         Ok(info.id)
     }
 
-    /// Builds `source` as `scratch`.
+    /// Builds `spec` as `scratch`: its tag is replaced by the scratch tag
+    /// and the recipe label is added.
     async fn make(
         &self,
-        source: Source,
+        spec: BuildSpec,
         scratch: &str,
         recipe: &str,
         primary: &str,
     ) -> Result<(), ImageBuildError> {
-        match source {
-            Source::Build(mut spec) => {
-                spec.tag = scratch.to_owned();
-                let spec = spec.with_label(LABEL_RECIPE, recipe);
-                let outcome = self.runtime.build(&spec).await?;
-                if outcome.success {
-                    Ok(())
-                } else {
-                    Err(ImageBuildError::BuildFailed {
-                        tag: primary.to_owned(),
-                        output: outcome.output,
-                    })
-                }
-            }
+        let mut spec = spec;
+        spec.tag = scratch.to_owned();
+        let spec = spec.with_label(LABEL_RECIPE, recipe);
+        let outcome = self.runtime.build(&spec).await?;
+        if outcome.success {
+            Ok(())
+        } else {
+            Err(ImageBuildError::BuildFailed {
+                tag: primary.to_owned(),
+                output: outcome.output,
+            })
         }
     }
 

@@ -25,7 +25,7 @@ use qus_registrar::binfmt::HostFacts;
 use qus_registrar::targets::{self, Target};
 
 use super::containerfile;
-use super::engine::{BuiltImage, Engine, Source};
+use super::engine::{BuiltImage, Engine};
 use super::error::ImageBuildError;
 use super::handler::Handlers;
 use super::labels::{
@@ -333,7 +333,7 @@ async fn build_rootfs_images(
                             )
                             .with_platform(arch.platform())
                             .with_timeout(ROOTFS_IMAGE_TIMEOUT);
-                            Ok(Source::Build(spec))
+                            Ok(spec)
                         },
                     )
                     .await?;
@@ -447,7 +447,7 @@ async fn build_probe_images(
         .map(|(tag, recipe, spec)| async move {
             engine
                 .ensure(&[tag], &recipe, options.force, progress, || async {
-                    Ok(Source::Build(spec))
+                    Ok(spec)
                 })
                 .await
         })
@@ -497,13 +497,7 @@ mod tests {
 
     #[test]
     fn rootfs_images_add_the_tarball_with_path_cmd_and_labels() {
-        let recipe = RootfsRecipe {
-            arch: DebianArch::Arm64,
-            suite: "bookworm".into(),
-            variant: "minbase".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            include: Vec::new(),
-        };
+        let recipe = RootfsRecipe::bookworm(DebianArch::Arm64);
         let text = rootfs_containerfile(DebianArch::Arm64, &recipe, "2024-05-01T12:00:00Z");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
@@ -520,13 +514,7 @@ mod tests {
 
     #[test]
     fn image_recipes_follow_the_rootfs_and_the_platform() {
-        let recipe = |arch| RootfsRecipe {
-            arch,
-            suite: "bookworm".into(),
-            variant: "minbase".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            include: Vec::new(),
-        };
+        let recipe = RootfsRecipe::bookworm;
         let arm64 = recipe(DebianArch::Arm64);
         let image = image_recipe(DebianArch::Arm64, &arm64);
         assert_eq!(image.len(), 16);

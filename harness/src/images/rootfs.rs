@@ -174,6 +174,18 @@ pub(crate) struct RootfsRecipe {
 }
 
 impl RootfsRecipe {
+    /// A bookworm `minbase` recipe from Debian's mirror, for tests.
+    #[cfg(test)]
+    pub(crate) fn bookworm(arch: DebianArch) -> Self {
+        RootfsRecipe {
+            arch,
+            suite: "bookworm".into(),
+            variant: "minbase".into(),
+            mirror: "http://deb.debian.org/debian".into(),
+            include: Vec::new(),
+        }
+    }
+
     /// The recipe hash.
     pub(crate) fn hash(&self) -> String {
         Recipe::new("qus-fixtures/rootfs")
@@ -347,13 +359,7 @@ mod tests {
     use super::*;
 
     fn recipe() -> RootfsRecipe {
-        RootfsRecipe {
-            arch: DebianArch::Arm64,
-            suite: "bookworm".into(),
-            variant: "minbase".into(),
-            mirror: "http://deb.debian.org/debian".into(),
-            include: Vec::new(),
-        }
+        RootfsRecipe::bookworm(DebianArch::Arm64)
     }
 
     #[test]
