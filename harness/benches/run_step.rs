@@ -40,7 +40,6 @@
 //! is removed by a guard, whatever happens.
 
 use std::collections::HashMap;
-use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -61,6 +60,9 @@ use qus_harness::runtime::{
     RunSpec, Runtime, RuntimeError, RuntimeKind, StepCapability,
 };
 use qus_harness::scenario::{self, VarOverrides};
+
+#[path = "../tests/common/tool.rs"]
+mod tool;
 
 /// The harness path may cost this much more than bare bollard.
 const MAX_OVERHEAD: f64 = 1.05;
@@ -475,22 +477,7 @@ impl Runtime for Interleaved {
 
 /// Compiles the static tool; `Err` says why it cannot be.
 fn compile_tool() -> Result<Vec<u8>, Unavailable> {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tool/tool.c");
-    let dir = tempfile::tempdir().map_err(|e| Unavailable(format!("no temp dir: {e}")))?;
-    let binary = dir.path().join("tool");
-    let out = Command::new("gcc")
-        .args(["-static", "-Os", "-o"])
-        .arg(&binary)
-        .arg(&source)
-        .output()
-        .map_err(|e| Unavailable(format!("gcc is unavailable: {e}")))?;
-    if !out.status.success() {
-        return Err(Unavailable(format!(
-            "gcc -static failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )));
-    }
-    std::fs::read(&binary).map_err(|e| Unavailable(format!("cannot read the tool: {e}")))
+    tool::tool_binary().map(<[u8]>::to_vec).map_err(Unavailable)
 }
 
 /// Removes every container and image carrying one of the run labels and

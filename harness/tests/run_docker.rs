@@ -2,13 +2,14 @@
 //!
 //! Compiled with `--features docker`. Each trial runs the real binary on the
 //! scenarios in `tests/fixtures/docker/`, whose images are built offline from
-//! a static tool (`tests/fixtures/tool/tool.c`, compiled here), or by the
+//! a static tool (`tests/fixtures/tool/tool.c`, compiled by `common/tool.rs`), or by the
 //! run itself (the qus images and fixtures it lacks). Without an
 //! engine (or gcc) every trial is *ignored* with the reason; with
 //! `QUS_REQUIRE_ENGINES=1` that is a failure. Each trial checks that no
 //! container or image with its run label is left behind.
 #![cfg(feature = "docker")]
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -16,6 +17,9 @@ use std::time::{Duration, Instant};
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use qus_registrar::binfmt::Binfmt;
+
+#[path = "common/tool.rs"]
+mod tool;
 
 type Body = fn(&Path) -> Result<(), Failed>;
 
@@ -80,19 +84,10 @@ fn prerequisites() -> Result<&'static Path, String> {
             }
             let dir = std::env::temp_dir().join(format!("qus-run-docker-{}", std::process::id()));
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-            let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tool/tool.c");
-            let gcc = Command::new("gcc")
-                .args(["-static", "-Os", "-o"])
-                .arg(dir.join("tool"))
-                .arg(&source)
-                .output()
-                .map_err(|e| format!("gcc is unavailable: {e}"))?;
-            if !gcc.status.success() {
-                return Err(format!(
-                    "gcc -static failed: {}",
-                    String::from_utf8_lossy(&gcc.stderr)
-                ));
-            }
+            let tool = dir.join("tool");
+            std::fs::write(&tool, tool::tool_binary()?).map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| e.to_string())?;
             std::fs::write(
                 dir.join("Containerfile"),
                 "FROM scratch\nCOPY tool /tool\nENTRYPOINT [\"/tool\"]\n",

@@ -19,9 +19,9 @@
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
@@ -34,54 +34,8 @@ use qus_harness::runtime::{
 use qus_registrar::binfmt::{Binfmt, MountState, Snapshot};
 use qus_registrar::entry::{Entry, Flags, register_line};
 
-/// A static multi-tool: each argument is an operation, run in order.
-const PROBE_C: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mount.h>
-#include <unistd.h>
-
-static void line(int fd, const char *s) { write(fd, s, strlen(s)); write(fd, "\n", 1); }
-
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *op = argv[i];
-        const char *arg = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(op, "echo")) { line(1, arg); i++; }
-        else if (!strcmp(op, "err")) { line(2, arg); i++; }
-        else if (!strcmp(op, "env")) { const char *v = getenv(arg); line(1, v ? v : "<unset>"); i++; }
-        else if (!strcmp(op, "cat")) {
-            int fd = open(arg, O_RDONLY); char buf[4096]; ssize_t n;
-            if (fd < 0) { perror(arg); return 2; }
-            while ((n = read(fd, buf, sizeof buf)) > 0) write(1, buf, n);
-            close(fd); i++;
-        }
-        else if (!strcmp(op, "write")) {
-            int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd < 0) { perror(arg); return 3; }
-            close(fd); i++;
-        }
-        else if (!strcmp(op, "exit")) return atoi(arg);
-        else if (!strcmp(op, "sleep")) { sleep(atoi(arg)); i++; }
-        else if (!strcmp(op, "id")) { char b[64]; snprintf(b, sizeof b, "%d:%d", (int)getuid(), (int)getgid()); line(1, b); }
-        else if (!strcmp(op, "register")) {
-            const char *reg = "/proc/sys/fs/binfmt_misc/register";
-            if (access(reg, F_OK) != 0
-                && mount("binfmt_misc", "/proc/sys/fs/binfmt_misc", "binfmt_misc", 0, "") != 0) {
-                perror("mount binfmt_misc"); return 4;
-            }
-            int fd = open(reg, O_WRONLY);
-            if (fd < 0) { perror(reg); return 5; }
-            if (write(fd, arg, strlen(arg)) < 0) { perror("register"); return 6; }
-            close(fd); line(1, "registered"); i++;
-        }
-        else { write(2, "unknown op: ", 12); line(2, op); return 100; }
-    }
-    return 0;
-}
-"#;
+#[path = "common/tool.rs"]
+mod tool;
 
 /// The probe image: the probe as entrypoint, `echo default` as command, an
 /// environment and a working directory to inherit. Built after
@@ -153,34 +107,6 @@ fn singularity_bin() -> Result<String, String> {
         })
 }
 
-/// The probe program, compiled once per test process.
-fn probe_binary() -> Result<&'static [u8], String> {
-    static BINARY: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let source = dir.path().join("probe.c");
-            let binary = dir.path().join("probe");
-            std::fs::write(&source, PROBE_C).map_err(|e| e.to_string())?;
-            let output = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&binary)
-                .arg(&source)
-                .output()
-                .map_err(|e| format!("gcc is unavailable: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "gcc -static failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                ));
-            }
-            std::fs::read(&binary).map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map(Vec::as_slice)
-        .map_err(Clone::clone)
-}
-
 fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     format!(
@@ -233,7 +159,7 @@ impl Fixture {
     /// Containerfile, files).
     fn new(test: &str) -> Result<Self, Skip> {
         let bin = singularity_bin().map_err(Skip::Engine)?;
-        let binary = probe_binary()
+        let binary = tool::tool_binary()
             .map_err(|e| Skip::Engine(format!("cannot build the probe program: {e}")))?;
         let tokio = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

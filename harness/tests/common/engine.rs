@@ -1,8 +1,8 @@
 //! Real-engine test helpers shared by `docker_runtime.rs` and
 //! `podman_runtime.rs`, and the behaviours both engines must show.
 //!
-//! Each trial builds its own `FROM scratch` image holding a static probe
-//! program (compiled here with `gcc -static`), labels everything it creates
+//! Each trial builds its own `FROM scratch` image holding the static test
+//! tool as `/probe` ([`tool`]), labels everything it creates
 //! with its own run id, and removes it all in a guard ([`LabelGuard`]), on
 //! every path. A trial whose engine (or gcc) is unavailable is reported as
 //! ignored with the reason; with `QUS_REQUIRE_ENGINES=1` it fails instead.
@@ -13,8 +13,6 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -33,76 +31,15 @@ use qus_harness::runtime::{
     RunSpec, Runtime, RuntimeError, RuntimeKind,
 };
 
+#[path = "tool.rs"]
+mod tool;
+
 /// The label the runtimes put on their privilege-probe image and
 /// containers (a contract with `runtime/docker.rs`).
 const PROBE_LABEL: &str = "io.qus.probe";
 
 /// The variable that turns an absent engine into a failure.
 const REQUIRE_ENGINES: &str = "QUS_REQUIRE_ENGINES";
-
-/// A static multi-tool: each argument is an operation, run in order.
-const PROBE_C: &str = r#"
-#include <fcntl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mount.h>
-#include <sys/resource.h>
-#include <unistd.h>
-
-static void line(int fd, const char *s) { write(fd, s, strlen(s)); write(fd, "\n", 1); }
-
-int main(int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *op = argv[i];
-        const char *arg = i + 1 < argc ? argv[i + 1] : "";
-        if (!strcmp(op, "echo")) { line(1, arg); i++; }
-        else if (!strcmp(op, "err")) { line(2, arg); i++; }
-        else if (!strcmp(op, "env")) { const char *v = getenv(arg); line(1, v ? v : "<unset>"); i++; }
-        else if (!strcmp(op, "cat")) {
-            int fd = open(arg, O_RDONLY); char buf[4096]; ssize_t n;
-            if (fd < 0) { perror(arg); return 2; }
-            while ((n = read(fd, buf, sizeof buf)) > 0) write(1, buf, n);
-            close(fd); i++;
-        }
-        else if (!strcmp(op, "write")) {
-            int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd < 0) { perror(arg); return 3; }
-            close(fd); i++;
-        }
-        else if (!strcmp(op, "exit")) return atoi(arg);
-        else if (!strcmp(op, "sleep")) { sleep(atoi(arg)); i++; }
-        else if (!strcmp(op, "id")) { char b[64]; snprintf(b, sizeof b, "%d:%d", (int)getuid(), (int)getgid()); line(1, b); }
-        else if (!strcmp(op, "mount")) {
-            if (mount("qus", "/dev/shm", "tmpfs", 0, "") != 0) { perror("mount"); return 4; }
-            line(1, "mounted");
-        }
-        else if (!strcmp(op, "rlimit")) {
-            struct rlimit f, p; char b[128];
-            getrlimit(RLIMIT_NOFILE, &f); getrlimit(RLIMIT_NPROC, &p);
-            snprintf(b, sizeof b, "nofile=%llu:%llu nproc=%llu:%llu",
-                (unsigned long long)f.rlim_cur, (unsigned long long)f.rlim_max,
-                (unsigned long long)p.rlim_cur, (unsigned long long)p.rlim_max);
-            line(1, b);
-        }
-        else if (!strcmp(op, "netdev")) {
-            char buf[8192]; int fd = open("/proc/net/dev", O_RDONLY); ssize_t n;
-            if (fd < 0) { perror("/proc/net/dev"); return 5; }
-            n = read(fd, buf, sizeof buf - 1); close(fd);
-            buf[n > 0 ? n : 0] = 0;
-            char *save = 0; int row = 0;
-            for (char *l = strtok_r(buf, "\n", &save); l; l = strtok_r(0, "\n", &save)) {
-                if (row++ < 2) continue;
-                while (*l == ' ') l++;
-                char *colon = strchr(l, ':'); if (colon) *colon = 0;
-                line(1, l);
-            }
-        }
-        else { write(2, "unknown op: ", 12); line(2, op); return 100; }
-    }
-    return 0;
-}
-"#;
 
 /// The probe image: the probe as entrypoint, `echo default` as command,
 /// over a first layer holding the run id. That layer keeps each trial's
@@ -251,34 +188,6 @@ pub fn block_on<F: Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
-/// The probe binary, compiled once per test process.
-fn probe_binary() -> Result<&'static [u8], String> {
-    static BINARY: OnceLock<Result<Vec<u8>, String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-            let source = dir.path().join("probe.c");
-            let binary = dir.path().join("probe");
-            std::fs::write(&source, PROBE_C).map_err(|e| e.to_string())?;
-            let output = Command::new("gcc")
-                .args(["-static", "-O2", "-o"])
-                .arg(&binary)
-                .arg(&source)
-                .output()
-                .map_err(|e| format!("gcc is unavailable: {e}"))?;
-            if !output.status.success() {
-                return Err(format!(
-                    "gcc -static failed: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                ));
-            }
-            std::fs::read(&binary).map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map(Vec::as_slice)
-        .map_err(Clone::clone)
-}
-
 /// The prefix of every run id this process uses.
 fn run_id_prefix() -> String {
     format!("qus-test-{}-", std::process::id())
@@ -367,7 +276,8 @@ impl<E: Engine> Fixture<E> {
     /// Connects and builds the probe image; `Err` says why the engine (or
     /// gcc) is unavailable.
     pub async fn new(test: &str) -> Result<Self, String> {
-        let binary = probe_binary().map_err(|e| format!("cannot build the probe program: {e}"))?;
+        let binary =
+            tool::tool_binary().map_err(|e| format!("cannot build the probe program: {e}"))?;
         let (runtime, client) = connect::<E>().await?;
         let run_id = unique(test);
         let image = format!("qus-test/probe:{run_id}");
@@ -920,7 +830,7 @@ async fn builds_succeed_fail_and_label_images<E: Engine>(fx: Fixture<E>) {
          RUN [\"/probe\", \"echo\", \"in-build\", \"exit\", \"7\"]\n",
         vec![
             ContextFile::new("run-id", format!("{}-fail", fx.run_id)),
-            ContextFile::executable("probe", probe_binary().unwrap().to_vec()),
+            ContextFile::executable("probe", tool::tool_binary().unwrap().to_vec()),
         ],
         missing_tag.clone(),
     )
