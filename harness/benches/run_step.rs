@@ -54,7 +54,7 @@ use futures_util::StreamExt;
 use qus_harness::host::HostInfo;
 use qus_harness::plan;
 use qus_harness::report::{Event, Status};
-use qus_harness::runner::{self, RunOptions};
+use qus_harness::runner::{self, RunOptions, TEARDOWN_GRACE};
 use qus_harness::runtime::{
     BuildOutcome, BuildSpec, ContextFile, DockerRuntime, EngineInfo, RUN_LABEL, RunOutcome,
     RunSpec, Runtime, RuntimeError, RuntimeKind, StepCapability,
@@ -295,6 +295,7 @@ fn scenario_round(
         timeout: None,
         step_timeout: Duration::from_secs(60),
         keep: false,
+        teardown_grace: TEARDOWN_GRACE,
     };
     let mut passed = 0;
     let end = runner::run(tokio, engine, planned, options, None, |event| {

@@ -18,7 +18,7 @@ use crate::prepare;
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
-use crate::runner::{self, RunOptions, error_chain};
+use crate::runner::{self, RunOptions, TEARDOWN_GRACE, error_chain};
 use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
     UnavailableRuntime,
@@ -472,6 +472,7 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         timeout: args.timeout,
         step_timeout: args.step_timeout,
         keep: args.keep,
+        teardown_grace: TEARDOWN_GRACE,
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);

@@ -32,7 +32,7 @@ fn main() {
         ("a_failing_run_exits_1_with_a_readable_diff", failing_run),
         ("a_step_timeout_kills_the_container", step_timeout),
         (
-            "ctrl_c_mid_run_cleans_up_and_restores_binfmt",
+            "ctrl_c_mid_run_tears_down_cleans_up_and_restores_binfmt",
             ctrl_c_mid_run,
         ),
         ("two_runs_in_parallel_both_pass", two_runs_in_parallel),
@@ -247,10 +247,17 @@ fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
     let binfmt = Binfmt::default();
     let before = binfmt.snapshot()?;
     let run_id = unique("interrupt");
-    let child = harness(context, &run_id, &["interrupt.yaml"], &[])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
+    let marker = context.join(format!("{run_id}.teardown"));
+    let marker_var = format!("TEARDOWN_MARKER={}", marker.display());
+    let child = harness(
+        context,
+        &run_id,
+        &["interrupt.yaml"],
+        &["--var", &marker_var],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()?;
     // Wait until the long container runs.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
@@ -285,6 +292,10 @@ fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
     check(
         stdout.contains("host binfmt state restored"),
         format!("stdout:\n{stdout}"),
+    )?;
+    check(
+        marker.exists(),
+        format!("the teardown did not run after Ctrl-C; stdout:\n{stdout}"),
     )?;
     no_leftovers(&run_id)?;
     let after = binfmt.snapshot()?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use qus_harness::host::HostInfo;
 use qus_harness::plan::{self, Planned};
 use qus_harness::report::{Event, Phase, RunSummary, ScenarioResult, Status, StepResult};
-use qus_harness::runner::{self, RunEnd, RunOptions};
+use qus_harness::runner::{self, RunEnd, RunOptions, TEARDOWN_GRACE};
 use qus_harness::runtime::{
     BuildOutcome, BuildSpec, EngineInfo, FakeRuntime, Operation, RUN_LABEL, RunOutcome, RunSpec,
     Runtime, RuntimeError, RuntimeKind, SCENARIO_LABEL, StepCapability,
@@ -182,6 +182,7 @@ fn options(jobs: usize) -> RunOptions {
         timeout: None,
         step_timeout: Duration::from_secs(10),
         keep: false,
+        teardown_grace: TEARDOWN_GRACE,
     }
 }
 
@@ -1125,6 +1126,90 @@ fn the_summary_and_run_end_count_every_outcome() {
 }
 
 #[test]
+fn a_stopped_run_still_runs_the_teardown_of_what_it_cut_short() {
+    let text = r#"
+apiVersion: qus/v1
+name: stopped
+steps:
+  - run: { image: img, command: [slow] }
+  - run: { image: img, command: [never, reached] }
+teardown:
+  - run: { image: img, command: [cleanup] }
+"#;
+    let runtime = Scripted::new(engine(), |spec| {
+        if spec.command == ["slow"] {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let plan = planned(&[text], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            timeout: Some(Duration::from_millis(300)),
+            ..options(1)
+        },
+    );
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    assert_eq!(runtime.commands(), ["slow", "cleanup"]);
+    let result = ran.result("stopped");
+    assert_eq!(result.status, Status::Errored);
+    let cut = status_of(&result, Phase::Main, 0);
+    assert_eq!(cut.status, Status::Errored);
+    assert_eq!(
+        cut.message.as_deref(),
+        Some("the run timed out after 300ms")
+    );
+    assert_eq!(
+        status_of(&result, Phase::Teardown, 0).status,
+        Status::Passed
+    );
+    assert_eq!(runtime.fake.removals().len(), 1, "the label sweep ran");
+}
+
+#[test]
+fn teardowns_that_outlast_the_grace_are_abandoned() {
+    let text = r#"
+apiVersion: qus/v1
+name: stuck
+steps:
+  - run: { image: img, command: [slow] }
+teardown:
+  - run: { image: img, command: [stuck, cleanup], timeout: 1h }
+"#;
+    let runtime = Scripted::new(engine(), |spec| {
+        if spec.command == ["slow"] || spec.command == ["stuck", "cleanup"] {
+            Duration::from_secs(60)
+        } else {
+            Duration::ZERO
+        }
+    });
+    let plan = planned(&[text], &runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            timeout: Some(Duration::from_millis(200)),
+            teardown_grace: Duration::from_millis(300),
+            ..options(1)
+        },
+    );
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    assert_eq!(runtime.commands(), ["slow", "stuck cleanup"]);
+    // The instance never finished: it is counted as errored, and the run
+    // still swept its labels.
+    assert!(ran.results().is_empty(), "{:?}", ran.results());
+    assert_eq!(ran.end.summary.errored, 1);
+    assert_eq!(
+        ran.end.interrupted.as_deref(),
+        Some("the run timed out after 200ms")
+    );
+    assert_eq!(runtime.fake.removals().len(), 1, "the label sweep ran");
+}
+
+#[test]
 fn a_run_timeout_stops_the_run_and_skips_what_had_not_started() {
     let text = r#"
 apiVersion: qus/v1
@@ -1150,7 +1235,12 @@ steps:
     );
     // One instance started and was cut short; the two others never started.
     assert_eq!(runtime.fake.runs().len(), 1);
-    assert!(ran.results().is_empty());
+    let results = ran.results();
+    assert_eq!(results.len(), 1, "{results:?}");
+    let cut = results.values().next().unwrap();
+    assert_eq!(cut.status, Status::Errored);
+    assert_eq!(cut.failure_message(), Some("the run timed out after 300ms"));
+    assert_eq!(status_of(cut, Phase::Main, 0).status, Status::Errored);
     let skips = ran.skips();
     assert_eq!(skips.len(), 2);
     assert!(

@@ -40,7 +40,7 @@ use qus_harness::images::NoProgress;
 use qus_harness::plan::{self, Planned};
 use qus_harness::prepare::{ImageStore, PrepareNeeds, prepare_run};
 use qus_harness::report::{Event, ScenarioResult, Status};
-use qus_harness::runner::{self, RunOptions};
+use qus_harness::runner::{self, RunOptions, TEARDOWN_GRACE};
 use qus_harness::runtime::{FakeRuntime, HostRuntime, Runtime, RuntimeKind};
 use qus_harness::scenario::{self, Instance, Scenario, VarOverrides};
 use qus_registrar::binfmt::{Binfmt, MountState};
@@ -434,6 +434,7 @@ fn run_on<R: Runtime + 'static>(
         timeout: None,
         step_timeout: STEP_TIMEOUT,
         keep: false,
+        teardown_grace: TEARDOWN_GRACE,
     };
     let mut result = None;
     let mut skipped = None;

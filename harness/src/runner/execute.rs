@@ -7,6 +7,12 @@
 //! whatever happened (failures, `--timeout`, Ctrl-C, SIGTERM), removes every
 //! container and image labelled with the run id and restores the host's
 //! binfmt_misc entries. It never prints.
+//!
+//! A run stopped as a whole (the first Ctrl-C or SIGTERM, or `--timeout`)
+//! starts no more instances and cuts the running ones short, which then
+//! run their `teardown` as after any failure. A second Ctrl-C or SIGTERM,
+//! or [`RunOptions::teardown_grace`] gone by, abandons those teardowns; the
+//! label sweep and the host restore still follow.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use qus_registrar::binfmt::Binfmt;
-use tokio::sync::{RwLock, Semaphore, mpsc};
+use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use super::step::{StepContext, error_chain, humantime, run_step};
@@ -41,7 +47,14 @@ pub struct RunOptions {
     pub step_timeout: Duration,
     /// Leave containers and images in place (`--keep`).
     pub keep: bool,
+    /// How long the teardowns of a stopped run may take before they are
+    /// abandoned ([`TEARDOWN_GRACE`] unless a test shortens it).
+    pub teardown_grace: Duration,
 }
+
+/// How long, by default, the teardowns of a stopped run may take before
+/// they are abandoned too.
+pub const TEARDOWN_GRACE: Duration = Duration::from_secs(60);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +96,18 @@ pub fn run<R: Runtime + 'static>(
         );
         let all_ids: Vec<InstanceId> = planned.iter().map(|p| instance_id(&p.instance)).collect();
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let mut scheduler = tokio::spawn(schedule(runtime.clone(), planned, options.clone(), tx));
-        let mut interrupted = None;
+        // Holds why the run was stopped, once it is.
+        let (stop_tx, stop_rx) = watch::channel(None::<String>);
+        let mut scheduler = tokio::spawn(schedule(
+            runtime.clone(),
+            planned,
+            options.clone(),
+            tx,
+            stop_rx,
+        ));
+        let mut interrupted: Option<String> = None;
+        let mut abandoned = false;
+        let mut grace_armed = false;
         let mut scheduler_done = false;
         let deadline = async {
             match options.timeout {
@@ -93,6 +116,9 @@ pub fn run<R: Runtime + 'static>(
             }
         };
         tokio::pin!(deadline);
+        // Armed by the first stop: how long teardowns may still take.
+        let grace = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(grace);
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut started = BTreeSet::new();
         loop {
@@ -108,18 +134,24 @@ pub fn run<R: Runtime + 'static>(
                     None => break,
                 },
                 _ = &mut scheduler, if !scheduler_done => scheduler_done = true,
-                _ = tokio::signal::ctrl_c(), if interrupted.is_none() => {
-                    interrupted = Some("interrupted by SIGINT".to_owned());
-                    scheduler.abort();
+                _ = tokio::signal::ctrl_c(), if !abandoned => {
+                    stop(&mut interrupted, &mut abandoned, &stop_tx, &scheduler, "interrupted by SIGINT".to_owned());
                 }
-                _ = sigterm.recv(), if interrupted.is_none() => {
-                    interrupted = Some("interrupted by SIGTERM".to_owned());
-                    scheduler.abort();
+                _ = sigterm.recv(), if !abandoned => {
+                    stop(&mut interrupted, &mut abandoned, &stop_tx, &scheduler, "interrupted by SIGTERM".to_owned());
                 }
                 _ = &mut deadline, if interrupted.is_none() => {
-                    interrupted = Some(format!("the run timed out after {}", humantime(options.timeout.unwrap_or_default())));
-                    scheduler.abort();
+                    let reason = format!("the run timed out after {}", humantime(options.timeout.unwrap_or_default()));
+                    stop(&mut interrupted, &mut abandoned, &stop_tx, &scheduler, reason);
                 }
+                _ = &mut grace, if interrupted.is_some() && !abandoned => {
+                    let reason = format!("teardown still running {} after the stop", humantime(options.teardown_grace));
+                    stop(&mut interrupted, &mut abandoned, &stop_tx, &scheduler, reason);
+                }
+            }
+            if interrupted.is_some() && !grace_armed {
+                grace.as_mut().reset(tokio::time::Instant::now() + options.teardown_grace);
+                grace_armed = true;
             }
         }
         if let Some(reason) = &interrupted {
@@ -169,12 +201,50 @@ pub fn run<R: Runtime + 'static>(
     })
 }
 
-/// Starts every instance as its turn comes; returns when all ended.
+/// The first stop asks every instance to stop and teardown (`stop_tx`); a
+/// later signal abandons the teardowns by aborting the scheduler, whose
+/// tasks go with it.
+fn stop(
+    interrupted: &mut Option<String>,
+    abandoned: &mut bool,
+    stop_tx: &watch::Sender<Option<String>>,
+    scheduler: &tokio::task::JoinHandle<()>,
+    reason: String,
+) {
+    if interrupted.is_none() {
+        tracing::warn!("{reason}: stopping the running scenarios after their teardown");
+        stop_tx.send_replace(Some(reason.clone()));
+        *interrupted = Some(reason);
+    } else {
+        tracing::warn!("{reason} again: abandoning the running teardowns");
+        *abandoned = true;
+        scheduler.abort();
+    }
+}
+
+/// Resolves with the reason once the run is stopped; never, otherwise.
+async fn stopped(mut rx: watch::Receiver<Option<String>>) -> String {
+    let reason = rx
+        .wait_for(Option::is_some)
+        .await
+        .ok()
+        .and_then(|r| r.clone());
+    match reason {
+        Some(reason) => reason,
+        // The run ended without a stop.
+        None => std::future::pending().await,
+    }
+}
+
+/// Starts every instance as its turn comes; returns when all ended. Once
+/// the run is stopped it starts no more (the caller reports them as not
+/// run) but still reports the plan's own skips.
 async fn schedule<R: Runtime + 'static>(
     runtime: Arc<R>,
     planned: Vec<Planned>,
     options: RunOptions,
     tx: mpsc::UnboundedSender<Event>,
+    stop_rx: watch::Receiver<Option<String>>,
 ) {
     // Readers share the host; an instance that writes binfmt_misc takes the
     // write side and so runs alone.
@@ -206,6 +276,9 @@ async fn schedule<R: Runtime + 'static>(
         } else {
             HostAccess::Shared(host.clone().read_owned().await)
         };
+        if stop_rx.borrow().is_some() {
+            continue;
+        }
         if stop.load(Ordering::SeqCst) {
             let _ = tx.send(Event::ScenarioSkipped {
                 instance: id,
@@ -213,12 +286,13 @@ async fn schedule<R: Runtime + 'static>(
             });
             continue;
         }
-        let (runtime, stop, builds, tx, options) = (
+        let (runtime, stop, builds, tx, options, stop_rx) = (
             runtime.clone(),
             stop.clone(),
             builds.clone(),
             tx.clone(),
             options.clone(),
+            stop_rx.clone(),
         );
         tasks.spawn(async move {
             // Released when the instance ends, whatever the outcome.
@@ -232,7 +306,7 @@ async fn schedule<R: Runtime + 'static>(
                 default_timeout: options.step_timeout,
                 builds: &builds,
             };
-            let result = run_instance(&ctx, &p.instance, &id, &tx).await;
+            let result = run_instance(&ctx, &p.instance, &id, &tx, stopped(stop_rx)).await;
             if result.status.is_failure() && options.fail_fast {
                 stop.store(true, Ordering::SeqCst);
             }
@@ -256,12 +330,13 @@ enum HostAccess {
 }
 
 /// Setup and steps until the first failure (within the instance's time
-/// limit), then every teardown step.
+/// limit, and until `run_stopped` resolves), then every teardown step.
 async fn run_instance<R: Runtime>(
     ctx: &StepContext<'_, R>,
     instance: &Instance,
     id: &InstanceId,
     tx: &mpsc::UnboundedSender<Event>,
+    run_stopped: impl Future<Output = String>,
 ) -> ScenarioResult {
     let _ = tx.send(Event::ScenarioStarted {
         instance: id.clone(),
@@ -269,7 +344,7 @@ async fn run_instance<R: Runtime>(
     let start = Instant::now();
     let mut steps = Vec::new();
     let mut failure = None;
-    // The step running when the instance's time limit cut it short.
+    // The step running when the instance was cut short.
     let mut in_flight: Option<(Phase, usize, String, Instant)> = None;
     let body = async {
         for (phase, list) in [
@@ -286,22 +361,30 @@ async fn run_instance<R: Runtime>(
             }
         }
     };
-    let timed_out = match instance.timeout {
-        Some(limit) => tokio::time::timeout(limit, body).await.is_err(),
-        None => {
-            body.await;
-            false
+    let limit = async {
+        match instance.timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
         }
     };
-    if timed_out {
-        let message = format!(
-            "the scenario timed out after {}",
-            humantime(instance.timeout.unwrap_or_default())
-        );
+    // Why the body was cut short, and the status that gives.
+    let cut = tokio::select! {
+        biased;
+        () = body => None,
+        () = limit => Some((
+            Status::TimedOut,
+            format!(
+                "the scenario timed out after {}",
+                humantime(instance.timeout.unwrap_or_default())
+            ),
+        )),
+        reason = run_stopped => Some((Status::Errored, reason)),
+    };
+    if let Some((status, message)) = &cut {
         // Close the step that was cut short, so every `StepStarted` has
-        // its `StepFinished` and the report shows where time ran out.
+        // its `StepFinished` and the report shows where it stopped.
         if let Some((phase, index, name, started)) = in_flight.take() {
-            let mut result = StepResult::new(Status::TimedOut, started.elapsed());
+            let mut result = StepResult::new(*status, started.elapsed());
             result.message = Some(message.clone());
             let _ = tx.send(Event::StepFinished {
                 instance: id.clone(),
@@ -312,13 +395,13 @@ async fn run_instance<R: Runtime>(
             });
             steps.push((phase, index, name, result));
         }
-        failure = Some(message);
+        failure = Some(message.clone());
     }
     for (index, step) in instance.teardown.iter().enumerate() {
         one_step(ctx, id, tx, Phase::Teardown, index, step, &mut steps).await;
     }
-    let status = if timed_out {
-        Status::TimedOut
+    let status = if let Some((status, _)) = cut {
+        status
     } else {
         steps
             .iter()

@@ -7,6 +7,6 @@ mod execute;
 mod expect;
 mod step;
 
-pub use execute::{RunEnd, RunOptions, instance_id, run};
+pub use execute::{RunEnd, RunOptions, TEARDOWN_GRACE, instance_id, run};
 pub(crate) use step::error_chain;
 pub use step::run_spec;
