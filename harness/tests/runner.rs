@@ -73,6 +73,18 @@ impl Scripted {
         Self::new(fake, |_| Duration::ZERO)
     }
 
+    /// Runs of the `hanging` commands (joined with spaces) take a minute;
+    /// every other run, no time.
+    fn hanging(fake: FakeRuntime, hanging: &'static [&'static str]) -> Self {
+        Self::new(fake, move |spec| {
+            if hanging.contains(&spec.command.join(" ").as_str()) {
+                Duration::from_secs(60)
+            } else {
+                Duration::ZERO
+            }
+        })
+    }
+
     fn spans(&self) -> Vec<Span> {
         self.spans
             .lock()
@@ -691,13 +703,7 @@ steps:
 teardown:
   - run: { image: img, command: [cleanup] }
 "#;
-    let runtime = Scripted::new(engine(), |spec| {
-        if spec.command == ["hang"] {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        }
-    });
+    let runtime = Scripted::hanging(engine(), &["hang"]);
     let plan = planned(&[text], &runtime, Ok(()), &root_host());
     let ran = execute(runtime.clone(), plan, options(2));
 
@@ -733,13 +739,7 @@ steps:
 teardown:
   - run: { image: img, command: [cleanup] }
 "#;
-    let runtime = Scripted::new(engine(), |spec| {
-        if spec.command == ["slow"] {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        }
-    });
+    let runtime = Scripted::hanging(engine(), &["slow"]);
     let plan = planned(&[text], &runtime, Ok(()), &root_host());
     let ran = execute(runtime.clone(), plan, options(2));
 
@@ -1065,13 +1065,7 @@ fn the_summary_and_run_end_count_every_outcome() {
         "apiVersion: qus/v1\nname: s-times-out\nsteps:\n  - run: { image: img, command: [hang], timeout: 50ms }\n",
         "apiVersion: qus/v1\nname: s-skipped\nruntimes: [singularity]\nsteps:\n  - run: { image: img, command: [ok] }\n",
     ];
-    let runtime = Scripted::new(engine(), |spec| {
-        if spec.command == ["hang"] {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        }
-    });
+    let runtime = Scripted::hanging(engine(), &["hang"]);
     let plan = planned(&files, &runtime, Ok(()), &root_host());
     let ran = execute(runtime.clone(), plan, options(2));
 
@@ -1125,6 +1119,28 @@ fn the_summary_and_run_end_count_every_outcome() {
     assert!(runtime.fake.removals().is_empty());
 }
 
+/// Runs `text` one instance at a time with a run `timeout` and a teardown
+/// `grace`; checks that the run did not wait for the hanging containers.
+fn run_stopped_by_timeout(
+    text: &str,
+    runtime: &Scripted,
+    timeout: Duration,
+    grace: Duration,
+) -> Ran {
+    let plan = planned(&[text], runtime, Ok(()), &root_host());
+    let ran = execute(
+        runtime.clone(),
+        plan,
+        RunOptions {
+            timeout: Some(timeout),
+            teardown_grace: grace,
+            ..options(1)
+        },
+    );
+    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    ran
+}
+
 #[test]
 fn a_stopped_run_still_runs_the_teardown_of_what_it_cut_short() {
     let text = r#"
@@ -1136,23 +1152,8 @@ steps:
 teardown:
   - run: { image: img, command: [cleanup] }
 "#;
-    let runtime = Scripted::new(engine(), |spec| {
-        if spec.command == ["slow"] {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        }
-    });
-    let plan = planned(&[text], &runtime, Ok(()), &root_host());
-    let ran = execute(
-        runtime.clone(),
-        plan,
-        RunOptions {
-            timeout: Some(Duration::from_millis(300)),
-            ..options(1)
-        },
-    );
-    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    let runtime = Scripted::hanging(engine(), &["slow"]);
+    let ran = run_stopped_by_timeout(text, &runtime, Duration::from_millis(300), TEARDOWN_GRACE);
     assert_eq!(runtime.commands(), ["slow", "cleanup"]);
     let result = ran.result("stopped");
     assert_eq!(result.status, Status::Errored);
@@ -1179,24 +1180,13 @@ steps:
 teardown:
   - run: { image: img, command: [stuck, cleanup], timeout: 1h }
 "#;
-    let runtime = Scripted::new(engine(), |spec| {
-        if spec.command == ["slow"] || spec.command == ["stuck", "cleanup"] {
-            Duration::from_secs(60)
-        } else {
-            Duration::ZERO
-        }
-    });
-    let plan = planned(&[text], &runtime, Ok(()), &root_host());
-    let ran = execute(
-        runtime.clone(),
-        plan,
-        RunOptions {
-            timeout: Some(Duration::from_millis(200)),
-            teardown_grace: Duration::from_millis(300),
-            ..options(1)
-        },
+    let runtime = Scripted::hanging(engine(), &["slow", "stuck cleanup"]);
+    let ran = run_stopped_by_timeout(
+        text,
+        &runtime,
+        Duration::from_millis(200),
+        Duration::from_millis(300),
     );
-    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
     assert_eq!(runtime.commands(), ["slow", "stuck cleanup"]);
     // The instance never finished: it is counted as errored, and the run
     // still swept its labels.
@@ -1219,16 +1209,7 @@ steps:
   - run: { image: img, command: [work, "${n}"] }
 "#;
     let runtime = Scripted::new(engine(), |_| Duration::from_secs(60));
-    let plan = planned(&[text], &runtime, Ok(()), &root_host());
-    let ran = execute(
-        runtime.clone(),
-        plan,
-        RunOptions {
-            timeout: Some(Duration::from_millis(300)),
-            ..options(1)
-        },
-    );
-    assert!(ran.elapsed < Duration::from_secs(10), "{:?}", ran.elapsed);
+    let ran = run_stopped_by_timeout(text, &runtime, Duration::from_millis(300), TEARDOWN_GRACE);
     assert_eq!(
         ran.end.interrupted.as_deref(),
         Some("the run timed out after 300ms")
