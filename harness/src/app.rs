@@ -321,9 +321,10 @@ fn prepare_images(
         Engine::Singularity(_) => prepare::ImageStore::FromDocker,
         Engine::Host(_) | Engine::Unavailable(_) => prepare::ImageStore::None,
     };
-    let mut announce = |needs: &prepare::PrepareNeeds| {
+    let mut announce = |needs: &prepare::PrepareNeeds, builder: &crate::images::ImageEngine| {
         progress!(
-            "prepare        building what the run needs: {}",
+            "prepare        building what the run needs with {}: {}",
+            builder.name(),
             needs.buildable.join(", ")
         );
     };
@@ -359,6 +360,14 @@ fn prepare_images(
             }
             Err(exit::ENVIRONMENT)
         }
+    }
+}
+
+/// The engine `--engine` names, where its environment says it answers.
+fn image_engine(choice: crate::cli::BuildEngine) -> crate::images::ImageEngine {
+    match choice {
+        crate::cli::BuildEngine::Docker => crate::images::ImageEngine::Docker(None),
+        crate::cli::BuildEngine::Podman => crate::images::ImageEngine::Podman(None),
     }
 }
 
@@ -644,6 +653,7 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
         },
         output_dir: args.output.clone(),
         force: args.force,
+        engine: image_engine(args.engine),
         handle_ctrl_c: true,
         ..BuildOptions::default()
     };
@@ -677,6 +687,7 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
     let mut options = FixtureOptions {
         mirror: args.mirror.clone(),
         force: args.force,
+        engine: image_engine(args.engine),
         handle_ctrl_c: true,
         ..FixtureOptions::default()
     };

@@ -117,6 +117,20 @@ pub struct ImagesBuildArgs {
     /// Rebuild images whose recipe label already matches.
     #[arg(long)]
     pub force: bool,
+
+    /// The engine that builds and stores the images.
+    #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
+    pub engine: BuildEngine,
+}
+
+/// Engines that build images (`images build`, `images fixtures`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuildEngine {
+    /// Docker Engine, where `DOCKER_HOST` says (the local socket when unset).
+    Docker,
+    /// Podman's API service, where `QUS_PODMAN_SOCKET` or `CONTAINER_HOST`
+    /// says (`/run/podman/podman.sock` when unset).
+    Podman,
 }
 
 /// `images fixtures` flags.
@@ -139,6 +153,10 @@ pub struct ImagesFixturesArgs {
     /// Re-import and rebuild images whose recipe label already matches.
     #[arg(long)]
     pub force: bool,
+
+    /// The engine that builds and stores the images.
+    #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
+    pub engine: BuildEngine,
 }
 
 /// `doctor` flags.
@@ -316,6 +334,25 @@ mod tests {
     }
 
     #[test]
+    fn images_build_with_docker_unless_told_podman() {
+        let engine = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Images(ImagesCommand::Build(b)) => b.engine,
+            Command::Images(ImagesCommand::Fixtures(f)) => f.engine,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(engine(&["images", "build"]), BuildEngine::Docker);
+        assert_eq!(engine(&["images", "fixtures"]), BuildEngine::Docker);
+        assert_eq!(
+            engine(&["images", "build", "--engine", "podman"]),
+            BuildEngine::Podman
+        );
+        assert_eq!(
+            engine(&["images", "fixtures", "--engine", "podman"]),
+            BuildEngine::Podman
+        );
+    }
+
+    #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, flag) in [
             (&["run", "--filter", "("][..], "--filter"),
@@ -323,6 +360,8 @@ mod tests {
             (&["run", "--partition", "4/3"], "--partition"),
             (&["run", "--timeout", "soon"], "--timeout"),
             (&["run", "--runtime", "lxc"], "--runtime"),
+            (&["images", "build", "--engine", "buildah"], "--engine"),
+            (&["images", "fixtures", "--engine", "kaniko"], "--engine"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -18,13 +18,14 @@
 //! build (public images: the harness never pulls); [`prepare`] builds them
 //! with Docker, as the `images` commands do (idempotent by recipe, root
 //! filesystems cached); Podman then gets a copy of what it lacks from
-//! Docker, and Apptainer unpacks Docker's images when it runs them.
+//! Docker, and Apptainer unpacks Docker's images when it runs them. Where
+//! Docker does not answer, Podman builds what it lacks itself.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::images::{
     self, BuildOptions, DEFAULT_FIXTURE_REPO, DEFAULT_REPO, DebianArch, FixtureOptions,
-    ImageBuildError, Progress,
+    ImageBuildError, ImageEngine, Progress,
 };
 use crate::plan::Planned;
 use crate::runner::error_chain;
@@ -192,8 +193,7 @@ fn split_reference(image: &str) -> (&str, &str) {
     }
 }
 
-/// Builds what `needs` says with Docker (at `docker_host`, else
-/// `$DOCKER_HOST` or the local socket): `images build` per registrar
+/// Builds what `needs` says with `engine`: `images build` per registrar
 /// repository, then `images fixtures` per suite (probe images with the
 /// first). Blocking; call it outside any async runtime.
 ///
@@ -202,13 +202,13 @@ fn split_reference(image: &str) -> (&str, &str) {
 /// The first build that fails, as the `images` commands report it.
 pub fn prepare(
     needs: &PrepareNeeds,
-    docker_host: Option<&str>,
+    engine: &ImageEngine,
     progress: &dyn Progress,
 ) -> Result<(), ImageBuildError> {
     for repo in &needs.registrar_repos {
         let options = BuildOptions {
             repo: repo.clone(),
-            docker_host: docker_host.map(str::to_owned),
+            engine: engine.clone(),
             handle_ctrl_c: true,
             ..BuildOptions::default()
         };
@@ -232,7 +232,7 @@ pub fn prepare(
                 .probes_dir
                 .clone()
                 .filter(|_| needs.probes && i == 0),
-            docker_host: docker_host.map(str::to_owned),
+            engine: engine.clone(),
             handle_ctrl_c: true,
             ..defaults
         };
@@ -246,7 +246,8 @@ pub fn prepare(
 pub enum ImageStore<'a> {
     /// Docker's store.
     Docker(&'a DockerRuntime),
-    /// Podman's own store, filled from Docker's.
+    /// Podman's own store, filled from Docker's, or built by Podman where
+    /// Docker does not answer.
     Podman(&'a PodmanRuntime),
     /// Docker's store, read by another runtime (Apptainer unpacks Docker's
     /// images into sandboxes).
@@ -259,7 +260,7 @@ pub enum ImageStore<'a> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Prepared {
     /// Images that were absent and are qus's: built (or found up to date)
-    /// with Docker.
+    /// with Docker, or with Podman where Docker does not answer.
     pub built: Vec<String>,
     /// Images copied from Docker into Podman.
     pub copied: Vec<String>,
@@ -294,8 +295,10 @@ pub enum PrepareError {
 
 /// Makes the images the runnable instances of `planned` refer to present in
 /// `store`: builds those qus builds and the store lacks (calling `announce`
-/// with them first), then, for Podman, copies from Docker what it lacks.
-/// Images nobody here can provide are returned in [`Prepared::foreign`].
+/// with them and the engine that builds first), then, for Podman, copies
+/// from Docker what it lacks; a Podman store builds for itself when Docker
+/// does not answer. Images nobody here can provide are returned in
+/// [`Prepared::foreign`].
 ///
 /// Blocking: the engine queries run on `tokio`, the builds on their own
 /// runtimes; call it outside any async context.
@@ -308,7 +311,7 @@ pub fn prepare_run(
     tokio: &tokio::runtime::Runtime,
     store: ImageStore<'_>,
     planned: &[Planned],
-    announce: &mut dyn FnMut(&PrepareNeeds),
+    announce: &mut dyn FnMut(&PrepareNeeds, &ImageEngine),
     progress: &dyn Progress,
 ) -> Result<Prepared, PrepareError> {
     let (images, repos) = referenced_images(planned);
@@ -347,6 +350,16 @@ pub fn prepare_run(
                     ..Prepared::default()
                 });
             }
+            if let ImageStore::Podman(podman) = store {
+                let engine = ImageEngine::Podman(Some(podman.endpoint().to_owned()));
+                announce(&needs, &engine);
+                prepare(&needs, &engine, progress).map_err(PrepareError::Build)?;
+                return Ok(Prepared {
+                    built: needs.buildable,
+                    copied: Vec::new(),
+                    foreign: needs.foreign,
+                });
+            }
             return Err(PrepareError::DockerUnreachable {
                 missing: needs.buildable,
                 reason,
@@ -365,8 +378,9 @@ pub fn prepare_run(
     });
     let needs = PrepareNeeds::of(absent.iter().map(String::as_str), &repos);
     if !needs.is_empty() {
-        announce(&needs);
-        prepare(&needs, None, progress).map_err(PrepareError::Build)?;
+        let engine = ImageEngine::Docker(Some(docker.endpoint().to_owned()));
+        announce(&needs, &engine);
+        prepare(&needs, &engine, progress).map_err(PrepareError::Build)?;
     }
     let mut copied = Vec::new();
     if let ImageStore::Podman(podman) = store {

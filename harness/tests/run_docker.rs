@@ -45,19 +45,30 @@ fn main() {
             absent_images_are_named,
         ),
     ];
-    let trials = trials
+    #[cfg_attr(not(feature = "podman"), allow(unused_mut))]
+    let mut trials: Vec<Trial> = trials
         .iter()
-        .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match prerequisites() {
-                Ok(context) => body(context).map(|()| Completion::Completed),
-                Err(reason) if require_engines() => {
-                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
-                }
-                Err(reason) => Ok(Completion::ignored_with(reason)),
-            })
-        })
+        .map(|&(name, body)| trial(name, prerequisites, body))
         .collect();
+    #[cfg(feature = "podman")]
+    trials.push(trial(
+        "podman_builds_what_it_lacks_when_docker_does_not_answer",
+        || prerequisites().and_then(|context| podman_available().map(|()| context)),
+        podman_builds_without_docker,
+    ));
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// A trial that runs `body` when `prerequisites` are met, and is ignored
+/// with the reason otherwise (a failure with `QUS_REQUIRE_ENGINES=1`).
+fn trial(name: &str, prerequisites: fn() -> Result<&'static Path, String>, body: Body) -> Trial {
+    Trial::ignorable_test(name, move || match prerequisites() {
+        Ok(context) => body(context).map(|()| Completion::Completed),
+        Err(reason) if require_engines() => {
+            Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
+        }
+        Err(reason) => Ok(Completion::ignored_with(reason)),
+    })
 }
 
 fn require_engines() -> bool {
@@ -370,7 +381,7 @@ fn missing_images_are_built(context: &Path) -> Result<(), Failed> {
     let stdout = text(&out.stdout);
     let announced = stdout
         .lines()
-        .find_map(|l| l.split_once("building what the run needs: "))
+        .find_map(|l| l.split_once("building what the run needs with docker: "))
         .map(|(_, list)| list.split(", ").collect::<Vec<_>>());
     check(
         announced.is_some_and(|l| l.len() == 2 && l.contains(&registrar) && l.contains(&&*probe)),
@@ -418,4 +429,114 @@ fn absent_images_are_named(context: &Path) -> Result<(), Failed> {
         format!("stdout:\n{stdout}"),
     )?;
     no_leftovers(&run_id)
+}
+
+/// Whether Podman answers (its CLI; the run itself talks to its socket).
+#[cfg(feature = "podman")]
+fn podman_available() -> Result<(), String> {
+    match Command::new("podman")
+        .args(["info", "--format", "{{.Host.Arch}}"])
+        .output()
+    {
+        Ok(o) if o.status.success() => Ok(()),
+        Ok(o) => Err(format!("podman is unavailable: {}", text(&o.stderr).trim())),
+        Err(e) => Err(format!("podman is unavailable: {e}")),
+    }
+}
+
+/// The `repository:tag` of every Podman image in `repo` (Podman prefixes
+/// names it builds with `localhost/`, and names tagged through its
+/// Docker-compatible API with `docker.io/`).
+#[cfg(feature = "podman")]
+fn podman_images_of(repo: &str) -> Result<Vec<String>, Failed> {
+    let out = Command::new("podman")
+        .args(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .output()?;
+    expect_exit_ok(&out)?;
+    Ok(text(&out.stdout)
+        .lines()
+        .filter(|l| {
+            let name = ["localhost/", "docker.io/"]
+                .iter()
+                .find_map(|p| l.strip_prefix(p))
+                .unwrap_or(l);
+            name.split_once(':').is_some_and(|(r, _)| r == repo)
+        })
+        .map(str::to_owned)
+        .collect())
+}
+
+/// Fails when `out` is not a success.
+#[cfg(feature = "podman")]
+fn expect_exit_ok(out: &Output) -> Result<(), Failed> {
+    check(
+        out.status.success(),
+        format!("{:?}: {}", out.status, text(&out.stderr)),
+    )
+}
+
+/// On a host where Docker does not answer (`DOCKER_HOST` at a dead
+/// socket), a Podman run builds the qus images Podman lacks with Podman
+/// itself, and passes. A repository of its own keeps the suite's images
+/// out of it; its images are removed at the end, whatever happened.
+#[cfg(feature = "podman")]
+fn podman_builds_without_docker(context: &Path) -> Result<(), Failed> {
+    let repo = format!("qus-test/podman-only-{}", std::process::id());
+    let result = podman_builds_without_docker_in(context, &repo);
+    let left = podman_images_of(&repo)?;
+    if !left.is_empty() {
+        let out = Command::new("podman")
+            .arg("rmi")
+            .arg("--force")
+            .args(&left)
+            .output()?;
+        expect_exit_ok(&out)?;
+    }
+    result?;
+    check(
+        podman_images_of(&repo)?.is_empty(),
+        format!("images of `{repo}` are left in podman"),
+    )
+}
+
+#[cfg(feature = "podman")]
+fn podman_builds_without_docker_in(context: &Path, repo: &str) -> Result<(), Failed> {
+    let run_id = unique("podman-only");
+    let out = Command::new(env!("CARGO_BIN_EXE_qus-harness"))
+        .arg("run")
+        .arg(scenario("prepare.yaml"))
+        .args([
+            "--runtime",
+            "podman",
+            "--require-engine",
+            "--run-id",
+            &run_id,
+        ])
+        .arg("--var")
+        .arg(format!("TOOL_CONTEXT={}", context.display()))
+        .arg("--var")
+        .arg(format!("QUS_REPO={repo}"))
+        .env("CI", "true")
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()?;
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    let register = format!("{repo}:register");
+    let announced = stdout
+        .lines()
+        .find_map(|l| l.split_once("building what the run needs with podman: "))
+        .is_some_and(|(_, list)| list.split(", ").any(|i| i == register));
+    check(announced, format!("stdout:\n{stdout}"))?;
+    check(
+        stdout.contains("1 passed, 0 failed, 0 skipped"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    let exists = Command::new("podman")
+        .args(["image", "exists", &register])
+        .status()?;
+    check(exists.success(), format!("podman lacks `{register}`"))?;
+    check(
+        !image_exists(&register)?,
+        format!("`{register}` was built in docker"),
+    )
 }

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use qus_harness::host::{HostGuard, HostInfo};
-use qus_harness::images::NoProgress;
+use qus_harness::images::{ImageEngine, NoProgress};
 use qus_harness::plan::{self, Planned};
 use qus_harness::prepare::{ImageStore, PrepareNeeds, prepare_run};
 use qus_harness::report::{Event, ScenarioResult, Status};
@@ -400,9 +400,10 @@ fn run_on<R: Runtime + 'static>(
             Ok(Completion::ignored_with(reason))
         };
     }
-    let mut announce = |needs: &PrepareNeeds| {
+    let mut announce = |needs: &PrepareNeeds, builder: &ImageEngine| {
         eprintln!(
-            "building what the instance needs: {}",
+            "building what the instance needs with {}: {}",
+            builder.name(),
             needs.buildable.join(", ")
         );
     };

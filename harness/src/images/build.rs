@@ -23,7 +23,7 @@ use qus_registrar::targets;
 use super::artifacts::{self, ArtifactInput};
 use super::containerfile;
 use super::deb::{self, DebSource, Emulator};
-use super::engine::{BuiltImage, Engine};
+use super::engine::{BuiltImage, Engine, ImageEngine};
 use super::error::ImageBuildError;
 use super::labels::{
     LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
@@ -77,8 +77,8 @@ pub struct BuildOptions {
     /// How many images to build at once (builds wait on the engine more
     /// than on the CPU), and artifact-writing threads.
     pub jobs: usize,
-    /// The engine endpoint; `None` is `$DOCKER_HOST` or the local socket.
-    pub docker_host: Option<String>,
+    /// The engine that builds, and where it answers.
+    pub engine: ImageEngine,
     /// Whether Ctrl-C cancels (then cleans up); for CLIs only.
     pub handle_ctrl_c: bool,
 }
@@ -95,7 +95,7 @@ impl Default for BuildOptions {
             revision: None,
             force: false,
             jobs: 4,
-            docker_host: None,
+            engine: ImageEngine::default(),
             handle_ctrl_c: false,
         }
     }
@@ -139,11 +139,9 @@ pub fn build(
 ) -> Result<BuildReport, ImageBuildError> {
     validate(options)?;
     let machine = HostFacts::read(None).machine;
-    session::run(
-        options.docker_host.as_deref(),
-        options.handle_ctrl_c,
-        |engine| build_all(engine, options, machine, progress),
-    )
+    session::run(&options.engine, options.handle_ctrl_c, |engine| {
+        build_all(engine, options, machine, progress)
+    })
 }
 
 /// Checks what can be checked without I/O.

@@ -1,9 +1,10 @@
-//! The image operations the builders need from Docker Engine, and the
-//! idempotent "make sure this image holds these tags" flow.
+//! The image operations the builders need from Docker Engine or Podman, and
+//! the idempotent "make sure this image holds these tags" flow.
 //!
-//! The main type is [`Engine`]: a [`DockerRuntime`] for builds (its
-//! in-memory contexts and build log handling) plus a bollard client for
-//! what the [`Runtime`] trait does not offer (labels, tags). Its
+//! The main type is [`Engine`]: the engine's runtime for builds (its
+//! in-memory contexts and build log handling) plus a bollard client on the
+//! same socket for what the [`Runtime`] trait does not offer (labels,
+//! tags); Podman answers both through its Docker-compatible API. Its
 //! [`Engine::ensure`] skips an image whose tags already name an image with
 //! the same recipe label, and otherwise builds it under a
 //! scratch tag, moves every final tag onto it, then drops the scratch tag
@@ -24,7 +25,59 @@ use tracing::{debug, warn};
 use super::error::ImageBuildError;
 use super::labels::LABEL_RECIPE;
 use super::progress::{ImageStatus, Progress, Step, StepOutcome, StepTimer};
-use crate::runtime::{BuildSpec, DockerRuntime, Runtime as _};
+use crate::runtime::{
+    BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, Runtime as _, RuntimeError,
+};
+
+/// Which engine builds images, and where it answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageEngine {
+    /// Docker Engine at this endpoint, or where `DOCKER_HOST` says (the
+    /// local socket when unset).
+    Docker(Option<String>),
+    /// Podman at this endpoint, or where `QUS_PODMAN_SOCKET` or
+    /// `CONTAINER_HOST` says (the rootful socket when unset).
+    Podman(Option<String>),
+}
+
+impl Default for ImageEngine {
+    fn default() -> Self {
+        Self::Docker(None)
+    }
+}
+
+impl ImageEngine {
+    /// `docker` or `podman`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Docker(_) => "docker",
+            Self::Podman(_) => "podman",
+        }
+    }
+}
+
+/// The runtime that builds.
+#[derive(Debug)]
+enum Builder {
+    Docker(DockerRuntime),
+    Podman(PodmanRuntime),
+}
+
+impl Builder {
+    async fn build(&self, spec: &BuildSpec) -> Result<BuildOutcome, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.build(spec).await,
+            Self::Podman(podman) => podman.build(spec).await,
+        }
+    }
+
+    fn endpoint(&self) -> &str {
+        match self {
+            Self::Docker(docker) => docker.endpoint(),
+            Self::Podman(podman) => podman.endpoint(),
+        }
+    }
+}
 
 /// One image of a report: its tags, id, recipe, and what was done for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,35 +100,42 @@ pub(crate) struct ImageInfo {
     pub(crate) repo_tags: Vec<String>,
 }
 
-/// Docker Engine, for building and tagging images.
+/// Docker Engine or Podman, for building and tagging images.
 #[derive(Debug)]
 pub(crate) struct Engine {
-    runtime: DockerRuntime,
+    builder: Builder,
+    /// The same engine's Docker-compatible API.
     docker: Docker,
     /// Scratch tags created and not yet removed.
     scratch: Mutex<BTreeSet<String>>,
 }
 
 impl Engine {
-    /// Connects to `host`, or where `DOCKER_HOST` says when `None`.
-    pub(crate) async fn connect(host: Option<&str>) -> Result<Self, ImageBuildError> {
-        let runtime = match host {
-            Some(host) => DockerRuntime::connect_with_host(host).await?,
-            None => DockerRuntime::connect().await?,
+    /// Connects to the engine `which` names.
+    pub(crate) async fn connect(which: &ImageEngine) -> Result<Self, ImageBuildError> {
+        let builder = match which {
+            ImageEngine::Docker(Some(host)) => {
+                Builder::Docker(DockerRuntime::connect_with_host(host).await?)
+            }
+            ImageEngine::Docker(None) => Builder::Docker(DockerRuntime::connect().await?),
+            ImageEngine::Podman(Some(host)) => {
+                Builder::Podman(PodmanRuntime::connect_with_host(host).await?)
+            }
+            ImageEngine::Podman(None) => Builder::Podman(PodmanRuntime::connect().await?),
         };
         let engine_error = |err: BollardError| ImageBuildError::Engine {
             operation: "connect to",
-            object: runtime.endpoint().to_owned(),
+            object: builder.endpoint().to_owned(),
             status: None,
             message: err.to_string(),
         };
-        let docker = Docker::connect_with_host(runtime.endpoint())
+        let docker = Docker::connect_with_host(builder.endpoint())
             .map_err(engine_error)?
             .negotiate_version()
             .await
             .map_err(engine_error)?;
         Ok(Self {
-            runtime,
+            builder,
             docker,
             scratch: Mutex::default(),
         })
@@ -224,7 +284,7 @@ impl Engine {
         let mut spec = spec;
         spec.tag = scratch.to_owned();
         let spec = spec.with_label(LABEL_RECIPE, recipe);
-        let outcome = self.runtime.build(&spec).await?;
+        let outcome = self.builder.build(&spec).await?;
         if outcome.success {
             Ok(())
         } else {

@@ -25,7 +25,7 @@ use qus_registrar::binfmt::HostFacts;
 use qus_registrar::targets::{self, Target};
 
 use super::containerfile;
-use super::engine::{BuiltImage, Engine};
+use super::engine::{BuiltImage, Engine, ImageEngine};
 use super::error::ImageBuildError;
 use super::handler::Handlers;
 use super::labels::{
@@ -96,8 +96,8 @@ pub struct FixtureOptions {
     /// emulation is CPU-bound: one per core); probe images are built twice
     /// as many at a time.
     pub jobs: usize,
-    /// The engine endpoint; `None` is `$DOCKER_HOST` or the local socket.
-    pub docker_host: Option<String>,
+    /// The engine that builds, and where it answers.
+    pub engine: ImageEngine,
     /// Whether Ctrl-C cancels (then cleans up); for CLIs only.
     pub handle_ctrl_c: bool,
 }
@@ -115,7 +115,7 @@ impl Default for FixtureOptions {
             probes_dir: Some(workspace_root().join("fixtures/probes")),
             force: false,
             jobs: 2,
-            docker_host: None,
+            engine: ImageEngine::default(),
             handle_ctrl_c: false,
         }
     }
@@ -175,7 +175,7 @@ pub fn fixtures(
         .unwrap_or_else(|| DEFAULT_MIRROR.to_owned());
     let machine = HostFacts::read(None).machine;
     session::run(
-        options.docker_host.as_deref(),
+        &options.engine,
         options.handle_ctrl_c,
         |engine| async move {
             let (mut images, rootfs) =

@@ -44,7 +44,7 @@ mod workdir;
 
 pub use build::{BuildOptions, BuildReport, DEFAULT_REPO, build};
 pub use deb::{DebSource, image_version};
-pub use engine::BuiltImage;
+pub use engine::{BuiltImage, ImageEngine};
 pub use error::ImageBuildError;
 pub use fixtures::{
     DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, RootfsReport, fixtures,

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use super::engine::Engine;
+use super::engine::{Engine, ImageEngine};
 use super::error::ImageBuildError;
 
 /// Runs `work` on a fresh multi-threaded runtime with a connected engine.
@@ -24,7 +24,7 @@ use super::error::ImageBuildError;
 ///
 /// When called from inside an async runtime (tokio forbids nesting one).
 pub(crate) fn run<T, F, Fut>(
-    docker_host: Option<&str>,
+    engine: &ImageEngine,
     handle_ctrl_c: bool,
     work: F,
 ) -> Result<T, ImageBuildError>
@@ -41,7 +41,7 @@ where
             source,
         })?;
     runtime.block_on(async {
-        let engine = Arc::new(Engine::connect(docker_host).await?);
+        let engine = Arc::new(Engine::connect(engine).await?);
         let work = work(Arc::clone(&engine));
         let result = if handle_ctrl_c {
             tokio::select! {
