@@ -315,22 +315,12 @@ pub fn prepare_run(
     progress: &dyn Progress,
 ) -> Result<Prepared, PrepareError> {
     let (images, repos) = referenced_images(planned);
-    let lacking: Vec<String> = tokio.block_on(async {
-        match store {
-            ImageStore::None => Vec::new(),
-            ImageStore::Docker(_) | ImageStore::FromDocker => images.into_iter().collect(),
-            // Podman may have them without Docker (loaded by hand).
-            ImageStore::Podman(podman) => {
-                let mut lacking = Vec::new();
-                for image in images {
-                    if !podman.image_exists(&image).await.unwrap_or(false) {
-                        lacking.push(image);
-                    }
-                }
-                lacking
-            }
-        }
-    });
+    let lacking: Vec<String> = match store {
+        ImageStore::None => Vec::new(),
+        ImageStore::Docker(_) | ImageStore::FromDocker => images.into_iter().collect(),
+        // Podman may have them without Docker (loaded by hand).
+        ImageStore::Podman(podman) => tokio.block_on(absent_from(podman, images)),
+    };
     if lacking.is_empty() {
         return Ok(Prepared::default());
     }
@@ -340,24 +330,25 @@ pub fn prepare_run(
             _ => DockerRuntime::connect().await.map_err(|e| error_chain(&e)),
         }
     });
-    let docker = match docker {
-        Ok(docker) => docker,
-        Err(reason) => {
+    // Docker builds when it answers (Podman then copies from it); without
+    // Docker, a Podman store builds for itself.
+    let (builder, absent, docker) = match (docker, store) {
+        (Ok(docker), _) => (
+            ImageEngine::Docker(Some(docker.endpoint().to_owned())),
+            tokio.block_on(absent_from(&docker, lacking.iter().cloned())),
+            Some(docker),
+        ),
+        (Err(_), ImageStore::Podman(podman)) => (
+            ImageEngine::Podman(Some(podman.endpoint().to_owned())),
+            lacking.clone(),
+            None,
+        ),
+        (Err(reason), _) => {
             let needs = PrepareNeeds::of(lacking.iter().map(String::as_str), &repos);
             if needs.is_empty() {
                 return Ok(Prepared {
                     foreign: needs.foreign,
                     ..Prepared::default()
-                });
-            }
-            if let ImageStore::Podman(podman) = store {
-                let engine = ImageEngine::Podman(Some(podman.endpoint().to_owned()));
-                announce(&needs, &engine);
-                prepare(&needs, &engine, progress).map_err(PrepareError::Build)?;
-                return Ok(Prepared {
-                    built: needs.buildable,
-                    copied: Vec::new(),
-                    foreign: needs.foreign,
                 });
             }
             return Err(PrepareError::DockerUnreachable {
@@ -366,28 +357,17 @@ pub fn prepare_run(
             });
         }
     };
-    // An unanswered question counts as absent: building is idempotent.
-    let absent: Vec<String> = tokio.block_on(async {
-        let mut absent = Vec::new();
-        for image in &lacking {
-            if !docker.image_exists(image).await.unwrap_or(false) {
-                absent.push(image.clone());
-            }
-        }
-        absent
-    });
     let needs = PrepareNeeds::of(absent.iter().map(String::as_str), &repos);
     if !needs.is_empty() {
-        let engine = ImageEngine::Docker(Some(docker.endpoint().to_owned()));
-        announce(&needs, &engine);
-        prepare(&needs, &engine, progress).map_err(PrepareError::Build)?;
+        announce(&needs, &builder);
+        prepare(&needs, &builder, progress).map_err(PrepareError::Build)?;
     }
     let mut copied = Vec::new();
-    if let ImageStore::Podman(podman) = store {
+    if let (ImageStore::Podman(podman), Some(docker)) = (store, &docker) {
         let foreign: BTreeSet<&String> = needs.foreign.iter().collect();
         for image in lacking.iter().filter(|i| !foreign.contains(i)) {
             tokio
-                .block_on(copy_image_from_docker(&docker, podman, image))
+                .block_on(copy_image_from_docker(docker, podman, image))
                 .map_err(|e| PrepareError::Copy {
                     image: image.clone(),
                     reason: error_chain(&e),
@@ -400,6 +380,21 @@ pub fn prepare_run(
         copied,
         foreign: needs.foreign,
     })
+}
+
+/// The `images` that `runtime` does not have; an unanswered question counts
+/// as absent (building is idempotent).
+async fn absent_from<R: Runtime>(
+    runtime: &R,
+    images: impl IntoIterator<Item = String>,
+) -> Vec<String> {
+    let mut absent = Vec::new();
+    for image in images {
+        if !runtime.image_exists(&image).await.unwrap_or(false) {
+            absent.push(image);
+        }
+    }
+    absent
 }
 
 #[cfg(test)]

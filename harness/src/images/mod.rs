@@ -18,8 +18,11 @@
 //! pulled: every image is `FROM scratch`. The Containerfiles
 //! live in `images/` at the repository root and are compiled in.
 //!
-//! This module drives Docker Engine only; other engines load what it built
-//! (`docker save | podman load`). It does not run scenarios.
+//! This module builds with Docker Engine, or with Podman through its
+//! Docker-compatible API ([`ImageEngine`]); a run on another engine takes
+//! Docker's images from there (Podman loads a `docker save`; Apptainer
+//! unpacks an exported container into a sandbox). It does not run
+//! scenarios.
 
 mod artifacts;
 mod build;
