@@ -260,7 +260,7 @@ fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
     let run_id = unique("interrupt");
     let marker = context.join(format!("{run_id}.teardown"));
     let marker_var = format!("TEARDOWN_MARKER={}", marker.display());
-    let child = harness(
+    let mut child = harness(
         context,
         &run_id,
         &["interrupt.yaml"],
@@ -282,6 +282,17 @@ fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
             .output()?;
         if !text(&out.stdout).trim().is_empty() {
             break;
+        }
+        // A run that ended before its container started says why.
+        if child.try_wait()?.is_some() {
+            let out = child.wait_with_output()?;
+            return Err(format!(
+                "the run ended ({}) before its container started:\n{}{}",
+                out.status,
+                text(&out.stdout),
+                text(&out.stderr)
+            )
+            .into());
         }
         if Instant::now() > deadline {
             return Err("the scenario's container never started".into());
