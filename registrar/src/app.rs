@@ -7,15 +7,15 @@
 //! a refused plan writes nothing, and a kernel error half-way undoes what
 //! this run already did, so the registry is left as it was found.
 
-use std::io::{self, Read as _, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::{self, Write};
 
 use crate::binfmt::{Binfmt, BinfmtError, BinfmtErrorKind, HostFacts, MountState};
 use crate::cli::{Cli, exit};
-use crate::elf;
-use crate::entry::{self, Entry, Flags};
+use crate::entry::{Entry, Flags};
 use crate::export::{self, ExportOptions, Format};
-use crate::plan::{self, Action, InterpreterFacts, Plan, Request, SkipReason};
+use crate::interpreter::{self, ChoiceReason};
+use crate::plan::{self, Action, Plan, Request, SkipReason};
+use crate::status;
 use crate::targets::{self, Target};
 
 /// A command line that is well formed but names something unknown.
@@ -29,11 +29,6 @@ pub struct UsageError {
     /// What is wrong with it.
     pub reason: String,
 }
-
-/// How much of an interpreter is read to find its program headers. They sit
-/// right after the ELF header in every linker's output; reading whole
-/// interpreters (several MB each) would dominate the run time.
-const ELF_PREFIX: u64 = 64 * 1024;
 
 /// Runs the command; returns the exit status.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
@@ -141,7 +136,7 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
     let binfmt = Binfmt::new(&cli.mount);
     match mode {
         Mode::Export(format, list) => export_files(cli, &host, format, list, out, err),
-        Mode::Status => status(&binfmt, &host, cli.json, out, err),
+        Mode::Status => status::status(cli, &binfmt, &host, out, err),
         Mode::Uninstall(list) => {
             let Some(current) = open_registry(&binfmt, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
@@ -165,7 +160,7 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
                 return Ok(exit::FAILED);
             };
             let request = request(cli, list);
-            let plan = plan::plan(&request, &host, &current, &interpreter_facts);
+            let plan = plan::plan(&request, &host, &current, &interpreter::facts);
             finish(&binfmt, &plan, cli.dry_run, out, err)
         }
     }
@@ -218,29 +213,6 @@ fn open_registry(
     }
 }
 
-/// Looks at an interpreter file: exists, executable, static.
-fn interpreter_facts(path: &str) -> InterpreterFacts {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return InterpreterFacts::Missing,
-        Err(e) => return InterpreterFacts::Unreadable(e.to_string()),
-    };
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return InterpreterFacts::NotExecutable;
-    }
-    let mut prefix = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(ELF_PREFIX).read_to_end(&mut prefix));
-    if let Err(e) = read {
-        return InterpreterFacts::Unreadable(e.to_string());
-    }
-    match elf::parse(&prefix) {
-        Ok(header) => InterpreterFacts::Elf {
-            interp: header.interp,
-        },
-        Err(e) => InterpreterFacts::Unreadable(e.to_string()),
-    }
-}
-
 /// Prints the plan, then applies it unless it is refused or a dry run.
 fn finish(
     binfmt: &Binfmt,
@@ -256,8 +228,17 @@ fn finish(
         for (target, refusal) in plan.refusals() {
             if target == "*" {
                 writeln!(err, "error: refused: {refusal}")?;
-            } else {
-                writeln!(err, "error: refused `qemu-{target}`: {refusal}")?;
+                continue;
+            }
+            writeln!(err, "error: refused `qemu-{target}`: {refusal}")?;
+            // Say why the other candidate was not used either.
+            let note = plan
+                .choices
+                .iter()
+                .find(|(t, _)| *t == target)
+                .and_then(|(_, c)| c.passed_over_note());
+            if let Some(note) = note {
+                writeln!(err, "  note: {note}")?;
             }
         }
         writeln!(err, "nothing was changed")?;
@@ -277,6 +258,9 @@ fn finish(
 }
 
 fn print_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
+    for (target, choice) in &plan.choices {
+        writeln!(out, "interpreter qemu-{target}  {choice}")?;
+    }
     for action in &plan.actions {
         match action {
             Action::Remove { name, .. } => writeln!(out, "remove      {name}")?,
@@ -465,15 +449,36 @@ fn export_files(
         Format::Systemd => "/etc/binfmt.d".into(),
         Format::Debian => "/usr/share/binfmts".into(),
     });
-    let opts = ExportOptions {
-        qemu_path: cli.qemu_path.clone(),
-        suffix: cli.qemu_suffix.clone(),
-        credential: cli.credential.is_yes(),
-        persistent: cli.persistent.is_yes(),
-        preserve_argv0: cli.preserve_argv0.is_yes(),
-    };
+    // The interpreter is chosen as for a registration on this host, so the
+    // files name what systemd-binfmt or update-binfmts will find here. Each
+    // choice is a suffix: `-static`, or none for a static `qemu-<cpu>`.
+    let mut files = Vec::with_capacity(chosen.len());
+    for t in chosen {
+        let choice = interpreter::choose(
+            &cli.qemu_path,
+            t,
+            cli.qemu_suffix.as_deref(),
+            &interpreter::facts,
+        );
+        let suffix = match (&cli.qemu_suffix, &choice.reason) {
+            (Some(s), _) => s.clone(),
+            (None, ChoiceReason::Plain { .. }) => String::new(),
+            (None, _) => interpreter::STATIC_SUFFIX.to_owned(),
+        };
+        if cli.dry_run && choice.reason != ChoiceReason::Explicit {
+            writeln!(out, "interpreter qemu-{}  {choice}", t.name)?;
+        }
+        let opts = ExportOptions {
+            qemu_path: cli.qemu_path.clone(),
+            suffix,
+            credential: cli.credential.is_yes(),
+            persistent: cli.persistent.is_yes(),
+            preserve_argv0: cli.preserve_argv0.is_yes(),
+        };
+        files.push((t, opts));
+    }
     if cli.dry_run {
-        for t in &chosen {
+        for (t, _) in &files {
             writeln!(
                 out,
                 "would write {}",
@@ -482,157 +487,24 @@ fn export_files(
         }
         return Ok(exit::OK);
     }
-    match export::write_files(&dir, &chosen, &opts, format) {
-        Ok(paths) => {
-            for p in paths {
-                writeln!(out, "wrote {}", p.display())?;
+    for (t, opts) in &files {
+        match export::write_files(&dir, &[t], opts, format) {
+            Ok(paths) => {
+                for p in paths {
+                    writeln!(out, "wrote {}", p.display())?;
+                }
             }
-            Ok(exit::OK)
-        }
-        Err(e) => {
-            print_error(err, &e)?;
-            Ok(exit::FAILED)
-        }
-    }
-}
-
-/// The `--status --json` document. `supported` and `emulators` mean what
-/// they mean in tonistiigi/binfmt's output, which docker/setup-qemu-action
-/// parses: platforms this host can run, and every registered entry name.
-#[derive(Debug, serde::Serialize)]
-pub struct Status {
-    /// OCI platforms runnable here: the host's own, then those of enabled
-    /// `qemu-*` entries.
-    pub supported: Vec<String>,
-    /// Names of every binfmt_misc entry (any owner), sorted.
-    pub emulators: Vec<String>,
-    /// Every field of every `qemu-*` entry.
-    pub entries: Vec<Entry>,
-    /// The mount point and its state.
-    pub mount: MountStatus,
-}
-
-/// Where binfmt_misc is and whether it is mounted.
-#[derive(Debug, serde::Serialize)]
-pub struct MountStatus {
-    /// The mount point.
-    pub path: String,
-    /// Its state.
-    pub state: MountState,
-}
-
-/// Builds the status document from a listing.
-pub fn build_status(root: &str, state: MountState, host: &HostFacts, all: Vec<Entry>) -> Status {
-    let family = targets::host_family(&host.machine);
-    let mut supported: Vec<String> = Vec::new();
-    let mut push = |p: &str| {
-        if !supported.iter().any(|s| s == p) {
-            supported.push(p.to_owned());
-        }
-    };
-    // Native platforms first, in table order.
-    if let Some(native) = targets::find(&host.machine) {
-        targets::platforms(native).iter().for_each(|p| push(p));
-    }
-    targets::TARGETS
-        .iter()
-        .filter(|t| t.family == family)
-        .flat_map(|t| targets::platforms(t).iter())
-        .for_each(|p| push(p));
-    let emulators = all.iter().map(|e| e.name.clone()).collect();
-    let entries: Vec<Entry> = all.into_iter().filter(Entry::is_owned).collect();
-    for e in entries.iter().filter(|e| e.enabled) {
-        if let Some(t) = e.name.strip_prefix("qemu-").and_then(targets::find) {
-            targets::platforms(t).iter().for_each(|p| push(p));
-        }
-    }
-    Status {
-        supported,
-        emulators,
-        entries,
-        mount: MountStatus {
-            path: root.to_owned(),
-            state,
-        },
-    }
-}
-
-fn status(
-    binfmt: &Binfmt,
-    host: &HostFacts,
-    json: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<u8> {
-    // Inside a fresh privileged container binfmt_misc is not mounted yet:
-    // mount it (as a registration would) so the status shows the host's
-    // registry. Where that is not allowed, it is reported as not mounted.
-    if binfmt.state() == MountState::NotMounted {
-        let _ = binfmt.mount();
-    }
-    let state = binfmt.state();
-    let all = if state == MountState::Mounted {
-        match binfmt.list() {
-            Ok(all) => all,
             Err(e) => {
                 print_error(err, &e)?;
                 return Ok(exit::FAILED);
             }
         }
-    } else {
-        Vec::new()
-    };
-    let doc = build_status(&binfmt.root().display().to_string(), state, host, all);
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| match e.io_error_kind() {
-            // Keep the kind, so that a closed pipe stays a quiet exit.
-            Some(kind) => io::Error::new(kind, e),
-            None => io::Error::other(e),
-        })?;
-        writeln!(out)?;
-        return Ok(exit::OK);
     }
-    let state_text = match state {
-        MountState::Missing => "missing: no binfmt support in the kernel",
-        MountState::NotMounted => "not mounted",
-        MountState::Mounted => "mounted",
-    };
-    writeln!(out, "binfmt_misc: {} ({state_text})", doc.mount.path)?;
-    writeln!(
-        out,
-        "{:<20} {:<9} {:<6} INTERPRETER",
-        "ENTRY", "STATE", "FLAGS"
-    )?;
-    for e in &doc.entries {
-        let st = if e.enabled { "enabled" } else { "disabled" };
-        writeln!(
-            out,
-            "{:<20} {:<9} {:<6} {}",
-            e.name,
-            st,
-            e.flags.to_string(),
-            e.interpreter
-        )?;
-    }
-    let others: Vec<&String> = doc
-        .emulators
-        .iter()
-        .filter(|n| !entry::is_owned_name(n))
-        .collect();
-    if !others.is_empty() {
-        let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-        writeln!(
-            out,
-            "other entries (not ours, never touched): {}",
-            names.join(", ")
-        )?;
-    }
-    writeln!(out, "supported: {}", doc.supported.join(", "))?;
     Ok(exit::OK)
 }
 
 /// Prints `error: …` and the chain of causes.
-fn print_error(err: &mut dyn Write, e: &dyn std::error::Error) -> io::Result<()> {
+pub(crate) fn print_error(err: &mut dyn Write, e: &dyn std::error::Error) -> io::Result<()> {
     writeln!(err, "error: {e}")?;
     let mut source = e.source();
     while let Some(cause) = source {

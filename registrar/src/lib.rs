@@ -8,7 +8,9 @@
 //! - [`binfmt`]: the kernel interface over a mount point;
 //! - [`plan`]: options + host + current entries → actions (pure);
 //! - [`export`]: the `--systemd` and `--debian` writers;
+//! - [`status`]: the `--status` table and JSON document;
 //! - [`elf`]: ELF header inspection and the table's matcher;
+//! - [`interpreter`]: which interpreter file a target uses;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
@@ -18,5 +20,7 @@ pub mod cli;
 pub mod elf;
 pub mod entry;
 pub mod export;
+pub mod interpreter;
 pub mod plan;
+pub mod status;
 pub mod targets;
