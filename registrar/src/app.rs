@@ -2,19 +2,21 @@
 //!
 //! The main function is [`run`]: it resolves the [`Cli`] (targets, mode),
 //! then exports files, prints the status, or plans and applies a
-//! registration or uninstall. Results go to `out`, warnings and errors to
-//! `err`; the return value is the exit status. Applying is all or nothing:
-//! a refused plan writes nothing, and a kernel error half-way undoes what
-//! this run already did, so the registry is left as it was found.
+//! registration or uninstall (`apply.rs`). Results go to `out`, warnings and
+//! errors to `err`; the return value is the exit status. [`run_with`] does
+//! the same on an [`Env`] of the caller's: tests pass an in-memory registry
+//! (`registry.rs`) and their own host facts.
 
 use std::io::{self, Write};
 
-use crate::binfmt::{Binfmt, BinfmtError, BinfmtErrorKind, HostFacts, MountState};
+use crate::apply;
+use crate::binfmt::{Binfmt, HostFacts, MountState};
 use crate::cli::{Cli, exit};
 use crate::entry::{Entry, Flags};
 use crate::export::{self, ExportOptions, Format};
-use crate::interpreter::{self, ChoiceReason};
-use crate::plan::{self, Action, Plan, Request, SkipReason};
+use crate::interpreter::{self, ChoiceReason, InterpreterFacts};
+use crate::plan::{self, Request};
+use crate::registry::Registry;
 use crate::status;
 use crate::targets::{self, Target};
 
@@ -30,13 +32,62 @@ pub struct UsageError {
     pub reason: String,
 }
 
-/// Runs the command; returns the exit status.
+/// What a run works on: the registry, the host, and how interpreter files
+/// are looked at. [`run`] builds the real one.
+pub struct Env<'a> {
+    /// The binfmt_misc registry.
+    pub registry: &'a dyn Registry,
+    /// Facts about the host.
+    pub host: HostFacts,
+    /// Answers what an interpreter file is ([`interpreter::facts`]).
+    pub interpreter: &'a dyn Fn(&str) -> InterpreterFacts,
+}
+
+/// Runs the command on this host; returns the exit status.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    let binfmt = Binfmt::new(&cli.mount);
+    let env = Env {
+        registry: &binfmt,
+        host: HostFacts::read(cli.host_arch.as_deref()),
+        interpreter: &interpreter::facts,
+    };
+    run_with(cli, &env, out, err)
+}
+
+/// Runs the command on `env`; returns the exit status. A reader that went
+/// away (`qus-register ... | head`) loses the rest of the report, never the
+/// errors on `err` nor the exit status.
+pub fn run_with(
+    cli: &Cli,
+    env: &Env<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let mut out = PipeTolerant(out);
     match resolve(cli) {
-        Ok(mode) => execute(cli, mode, out, err),
+        Ok(mode) => execute(cli, env, mode, &mut out, err),
         Err(e) => {
             writeln!(err, "error: {e}")?;
             Ok(exit::USAGE)
+        }
+    }
+}
+
+/// Stdout that drops what it cannot write once the reader has gone
+/// (`EPIPE`), so the run goes on to its errors and its exit status.
+struct PipeTolerant<'a>(&'a mut dyn Write);
+
+impl Write for PipeTolerant<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
         }
     }
 }
@@ -131,21 +182,26 @@ fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {
     }
 }
 
-fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
-    let host = HostFacts::read(cli.host_arch.as_deref());
-    let binfmt = Binfmt::new(&cli.mount);
+fn execute(
+    cli: &Cli,
+    env: &Env<'_>,
+    mode: Mode,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let (registry, host) = (env.registry, &env.host);
     match mode {
-        Mode::Export(format, list) => export_files(cli, &host, format, list, out, err),
-        Mode::Status => status::status(cli, &binfmt, &host, out, err),
+        Mode::Export(format, list) => export_files(cli, host, format, list, out, err),
+        Mode::Status => status::status(cli, registry, host, out, err),
         Mode::Uninstall(list) => {
-            let Some(current) = open_registry(&binfmt, cli.dry_run, err)? else {
+            let Some(current) = open_registry(registry, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
             };
-            let plan = plan::plan_uninstall(list.as_deref(), &host, cli.force, &current);
+            let plan = plan::plan_uninstall(list.as_deref(), host, cli.force, &current);
             if plan.actions.is_empty() {
                 writeln!(out, "nothing to remove")?;
             }
-            finish(&binfmt, &plan, cli.dry_run, out, err)
+            apply::finish(registry, &current, &plan, cli.dry_run, out, err)
         }
         Mode::Register(list) => {
             if cli.credential.is_yes() {
@@ -156,12 +212,12 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
                      use it only where every foreign binary is trusted"
                 )?;
             }
-            let Some(current) = open_registry(&binfmt, cli.dry_run, err)? else {
+            let Some(current) = open_registry(registry, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
             };
             let request = request(cli, list);
-            let plan = plan::plan(&request, &host, &current, &interpreter::facts);
-            finish(&binfmt, &plan, cli.dry_run, out, err)
+            let plan = plan::plan(&request, host, &current, env.interpreter);
+            apply::finish(registry, &current, &plan, cli.dry_run, out, err)
         }
     }
 }
@@ -169,7 +225,7 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
 /// Makes sure binfmt_misc is mounted (unless only looking) and lists it.
 /// `None` after an error was printed.
 fn open_registry(
-    binfmt: &Binfmt,
+    binfmt: &dyn Registry,
     dry_run: bool,
     err: &mut dyn Write,
 ) -> io::Result<Option<Vec<Entry>>> {
@@ -211,222 +267,6 @@ fn open_registry(
             Ok(None)
         }
     }
-}
-
-/// Prints the plan, then applies it unless it is refused or a dry run.
-fn finish(
-    binfmt: &Binfmt,
-    plan: &Plan,
-    dry_run: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<u8> {
-    if dry_run {
-        print_plan(plan, out)?;
-    }
-    if !plan.is_applicable() {
-        for (target, refusal) in plan.refusals() {
-            if target == "*" {
-                writeln!(err, "error: refused: {refusal}")?;
-                continue;
-            }
-            writeln!(err, "error: refused `qemu-{target}`: {refusal}")?;
-            // Say why the other candidate was not used either.
-            let note = plan
-                .choices
-                .iter()
-                .find(|(t, _)| *t == target)
-                .and_then(|(_, c)| c.passed_over_note());
-            if let Some(note) = note {
-                writeln!(err, "  note: {note}")?;
-            }
-        }
-        writeln!(err, "nothing was changed")?;
-        return Ok(exit::FAILED);
-    }
-    if dry_run {
-        writeln!(out, "dry run: nothing was changed")?;
-        return Ok(exit::OK);
-    }
-    // Buffer the report: a closed stdout must not stop the loop half-way,
-    // with no rollback.
-    let (mut report, mut problems) = (Vec::new(), Vec::new());
-    let code = apply(binfmt, plan, &mut report, &mut problems)?;
-    out.write_all(&report)?;
-    err.write_all(&problems)?;
-    Ok(code)
-}
-
-fn print_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
-    for (target, choice) in &plan.choices {
-        writeln!(out, "interpreter qemu-{target}  {choice}")?;
-    }
-    for action in &plan.actions {
-        match action {
-            Action::Remove { name, .. } => writeln!(out, "remove      {name}")?,
-            Action::Register { line, replaces, .. } => {
-                let verb = if *replaces {
-                    "replace   "
-                } else {
-                    "register  "
-                };
-                writeln!(out, "{verb}  {line}")?;
-            }
-            Action::Skip { target, reason } => {
-                writeln!(out, "skip        qemu-{target}  ({})", skip_text(reason))?
-            }
-            Action::Refuse { target, .. } => writeln!(out, "refuse      qemu-{target}")?,
-        }
-    }
-    Ok(())
-}
-
-fn skip_text(reason: &SkipReason) -> &'static str {
-    match reason {
-        SkipReason::AlreadyRegistered => "already registered",
-        SkipReason::HostFamily => "host family: runs natively",
-    }
-}
-
-/// One action that reached the kernel, kept to undo it.
-enum Done {
-    Removed(Entry),
-    Registered(String),
-}
-
-/// Applies an applicable plan; on the first failure undoes what was done.
-fn apply(binfmt: &Binfmt, plan: &Plan, out: &mut Vec<u8>, err: &mut Vec<u8>) -> io::Result<u8> {
-    let mut done: Vec<Done> = Vec::new();
-    let (mut registered, mut unchanged, mut removed) = (0, 0, 0);
-    for action in &plan.actions {
-        let result = match action {
-            Action::Remove { name, previous } => match binfmt.remove(name) {
-                Ok(()) => {
-                    if let Some(p) = previous {
-                        done.push(Done::Removed(p.clone()));
-                    }
-                    removed += 1;
-                    writeln!(out, "removed     {name}")?;
-                    Ok(())
-                }
-                // Another registrar removed it first: the goal is reached.
-                Err(e) if e.kind == BinfmtErrorKind::NotFound => Ok(()),
-                Err(e) => Err((name.clone(), e)),
-            },
-            Action::Register {
-                line,
-                expected,
-                replaces,
-                ..
-            } => match register_checked(binfmt, line, expected) {
-                Ok(true) => {
-                    done.push(Done::Registered(expected.name.clone()));
-                    registered += 1;
-                    let verb = if *replaces {
-                        "replaced  "
-                    } else {
-                        "registered"
-                    };
-                    writeln!(
-                        out,
-                        "{verb}  {}  {}  flags: {}",
-                        expected.name, expected.interpreter, expected.flags
-                    )?;
-                    Ok(())
-                }
-                Ok(false) => {
-                    unchanged += 1;
-                    writeln!(out, "unchanged   {}  already registered", expected.name)?;
-                    Ok(())
-                }
-                Err(e) => Err((expected.name.clone(), e)),
-            },
-            Action::Skip { target, reason } => {
-                if *reason == SkipReason::AlreadyRegistered {
-                    unchanged += 1;
-                    writeln!(out, "unchanged   qemu-{target}  already registered")?;
-                }
-                Ok(())
-            }
-            Action::Refuse { .. } => unreachable!("a refused plan is never applied"),
-        };
-        if let Err((name, e)) = result {
-            writeln!(err, "error: `{name}` failed")?;
-            print_error(err, &e)?;
-            rollback(binfmt, done, err)?;
-            return Ok(exit::FAILED);
-        }
-    }
-    writeln!(
-        out,
-        "{registered} registered, {unchanged} unchanged, {removed} removed"
-    )?;
-    Ok(exit::OK)
-}
-
-/// Registers one record and checks the kernel's readback. `Ok(false)` when
-/// an identical entry appeared meanwhile (a concurrent registrar).
-fn register_checked(binfmt: &Binfmt, line: &str, expected: &Entry) -> Result<bool, BinfmtError> {
-    let name = &expected.name;
-    let written = match binfmt.register(name, line) {
-        Ok(()) => true,
-        Err(e) if e.kind == BinfmtErrorKind::AlreadyRegistered => false,
-        Err(e) => return Err(e),
-    };
-    let path = binfmt.root().join(name);
-    match binfmt.read(name)? {
-        Some(now) if now.diff(expected).is_empty() => Ok(written),
-        Some(now) => Err(BinfmtError {
-            operation: format!(
-                "verify `{name}` ({}) in",
-                now.diff(expected)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            path,
-            kind: BinfmtErrorKind::Other,
-            source: None,
-        }),
-        None => Err(BinfmtError {
-            operation: format!("find `{name}` after registering it in"),
-            path,
-            kind: BinfmtErrorKind::NotFound,
-            source: None,
-        }),
-    }
-}
-
-/// Undoes, newest first, what this run did.
-fn rollback(binfmt: &Binfmt, done: Vec<Done>, err: &mut Vec<u8>) -> io::Result<()> {
-    if done.is_empty() {
-        writeln!(err, "nothing was changed")?;
-        return Ok(());
-    }
-    let mut clean = true;
-    for step in done.into_iter().rev() {
-        let result = match &step {
-            Done::Registered(name) => binfmt.remove(name),
-            Done::Removed(entry) => binfmt.register(&entry.name, &entry.to_register_line()),
-        };
-        if let Err(e) = result {
-            clean = false;
-            print_error(err, &e)?;
-        }
-    }
-    if clean {
-        writeln!(
-            err,
-            "rolled back: the registry is as it was before this run"
-        )?;
-    } else {
-        writeln!(
-            err,
-            "error: rollback incomplete: check `qus-register --status`"
-        )?;
-    }
-    Ok(())
 }
 
 fn export_files(

@@ -6,6 +6,8 @@
 //! - [`targets`]: the QEMU target table as data, host families, aliases;
 //! - [`entry`]: one entry, its register line and its readback;
 //! - [`binfmt`]: the kernel interface over a mount point;
+//! - [`registry`]: the registry as a trait, an in-memory model of the
+//!   kernel and a fault-injecting wrapper for tests;
 //! - [`plan`]: options + host + current entries → actions (pure);
 //! - [`export`]: the `--systemd` and `--debian` writers;
 //! - [`status`]: the `--status` table and JSON document;
@@ -15,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+mod apply;
 pub mod binfmt;
 pub mod cli;
 pub mod elf;
@@ -22,5 +25,6 @@ pub mod entry;
 pub mod export;
 pub mod interpreter;
 pub mod plan;
+pub mod registry;
 pub mod status;
 pub mod targets;

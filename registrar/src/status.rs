@@ -9,10 +9,11 @@
 use std::io::{self, Write};
 
 use crate::app::print_error;
-use crate::binfmt::{Binfmt, HostFacts, MountState};
+use crate::binfmt::{HostFacts, MountState};
 use crate::cli::{Cli, exit};
 use crate::entry::{self, Entry};
 use crate::interpreter::{self, Choice, ChoiceReason, InterpreterFacts};
+use crate::registry::Registry;
 use crate::targets;
 
 /// The `--status --json` document. `supported` and `emulators` mean what
@@ -99,7 +100,7 @@ pub fn build_status(
 /// Prints the status; returns the exit status.
 pub(crate) fn status(
     cli: &Cli,
-    binfmt: &Binfmt,
+    binfmt: &dyn Registry,
     host: &HostFacts,
     out: &mut dyn Write,
     err: &mut dyn Write,

@@ -729,3 +729,31 @@ fn exports_choose_the_interpreter_the_same_way() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_closed_stdout_keeps_the_errors_and_the_exit_status() {
+    // `qus-register ... | head -0`: the reader is gone before the report is
+    // written. A failed run must still exit 1 with its errors on stderr.
+    // The removal of `qemu-s390x` puts a line in the report before the
+    // registration fails (a plain directory grows no entry).
+    let m = fake_mount(&[("qemu-s390x", &AARCH64_F.replace("aarch64", "s390x"))]);
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("qus-register"))
+        .env_remove("QEMU_BIN_DIR")
+        .env("HOST_ARCH", "x86_64")
+        .arg("--mount")
+        .arg(m.path())
+        .args(["-F", "-static", "--reset", "--targets", "arm64"])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("error: `qemu-aarch64` failed"),
+        "stderr:\n{stderr}"
+    );
+    // A plain file is no entry: the rollback cannot be checked, and says so.
+    assert!(stderr.contains("rollback incomplete"), "stderr:\n{stderr}");
+}
