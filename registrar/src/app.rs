@@ -212,6 +212,18 @@ fn execute(
                      use it only where every foreign binary is trusted"
                 )?;
             }
+            if cli.preserve_argv0.is_yes() && host.kernel_older_than(5, 12) {
+                // Linux 5.12 tells the interpreter through AT_FLAGS that
+                // `P` is set; QEMU reads that flag and otherwise cannot know
+                // that argv[0] is the original one.
+                writeln!(
+                    err,
+                    "warning: `--preserve-argv0 yes` registers with `P`, but kernel `{}` is \
+                     older than 5.12 and does not tell QEMU that `P` is set: QEMU then \
+                     takes the original argv[0] for the program's path",
+                    host.kernel_release
+                )?;
+            }
             let Some(current) = open_registry(registry, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
             };

@@ -530,3 +530,39 @@ fn the_model_is_a_registry() {
         ))
     );
 }
+
+#[test]
+fn preserve_argv0_on_a_kernel_older_than_5_12_is_warned_about() {
+    let model = Model::new("/model", vec![]);
+    let cli =
+        Cli::try_parse_from(["qus-register", "--dry-run", "-g", "yes", "-Q", "/usr/bin"]).unwrap();
+    for (release, kernel, warned) in [
+        ("5.10.0-28-amd64", (5, 10), true),
+        ("5.12.0", (5, 12), false),
+    ] {
+        let env = Env {
+            registry: &model,
+            host: HostFacts {
+                kernel_release: release.into(),
+                kernel: Some(kernel),
+                ..host()
+            },
+            interpreter: &static_interpreters,
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(app::run_with(&cli, &env, &mut out, &mut err).unwrap(), 0);
+        let stderr = String::from_utf8(err).unwrap();
+        assert_eq!(
+            stderr.contains("older than 5.12"),
+            warned,
+            "{release}: {stderr}"
+        );
+        if warned {
+            assert!(
+                stderr.contains("warning: `--preserve-argv0 yes`"),
+                "{stderr}"
+            );
+            assert!(stderr.contains(release), "{stderr}");
+        }
+    }
+}
