@@ -19,6 +19,7 @@ use crate::plan::{self, Request};
 use crate::registry::Registry;
 use crate::status;
 use crate::targets::{self, Target};
+use crate::verify;
 
 /// A command line that is well formed but names something unknown.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +97,7 @@ impl Write for PipeTolerant<'_> {
 enum Mode {
     Export(Format, Vec<&'static Target>),
     Status,
+    Verify,
     Uninstall(Option<Vec<&'static Target>>),
     Register(Option<Vec<&'static Target>>),
 }
@@ -155,6 +157,16 @@ fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
     if cli.status {
         return Ok(Mode::Status);
     }
+    let registers = cli.reset
+        || cli.targets.is_some()
+        || cli.replace
+        || cli.persistent.is_yes()
+        || cli.credential.is_yes()
+        || cli.preserve_argv0.is_yes()
+        || cli.ignore_family.is_yes();
+    if cli.verify && !registers {
+        return Ok(Mode::Verify);
+    }
     if let Some(list) = &cli.uninstall {
         if list.trim() == "all" {
             return Ok(Mode::Uninstall(None));
@@ -193,6 +205,20 @@ fn execute(
     match mode {
         Mode::Export(format, list) => export_files(cli, host, format, list, out, err),
         Mode::Status => status::status(cli, registry, host, out, err),
+        Mode::Verify => {
+            let Some(current) = open_registry(registry, false, err)? else {
+                return Ok(exit::FAILED);
+            };
+            let names: Vec<&'static str> = current
+                .iter()
+                .filter_map(|e| e.name.strip_prefix("qemu-").and_then(targets::find))
+                .map(|t| t.name)
+                .collect();
+            if names.is_empty() {
+                writeln!(out, "no qemu-* entry is registered")?;
+            }
+            verify::report(registry, host, &names, out, err)
+        }
         Mode::Uninstall(list) => {
             let Some(current) = open_registry(registry, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
@@ -229,7 +255,11 @@ fn execute(
             };
             let request = request(cli, list);
             let plan = plan::plan(&request, host, &current, env.interpreter);
-            apply::finish(registry, &current, &plan, cli.dry_run, out, err)
+            let code = apply::finish(registry, &current, &plan, cli.dry_run, out, err)?;
+            if code != exit::OK || !cli.verify {
+                return Ok(code);
+            }
+            verify::report(registry, host, &plan.wanted_targets(), out, err)
         }
     }
 }

@@ -5,7 +5,7 @@
 //! everything QEMU's `qemu-binfmt-conf.sh` takes, with `--qemu-path
 //! $QEMU_BIN_DIR` as default) and adds the verbs of qus:
 //! `--targets`, `--uninstall`, `--status [--json]`, `--dry-run`, `--replace`,
-//! `--force`. Without `--qemu-suffix` each target's interpreter is chosen
+//! `--force`, `--verify`. Without `--qemu-suffix` each target's interpreter is chosen
 //! between `qemu-<cpu>-static` and a static `qemu-<cpu>` (`interpreter.rs`).
 //! Parsing checks the raw arguments only; `app.rs` resolves them
 //! and does the work.
@@ -35,6 +35,7 @@ Examples:
   qus-register --reset -p yes          register every foreign target with F
   qus-register --targets arm64,riscv64 register two targets
   qus-register --status --json         what is registered, for scripts
+  qus-register --verify                does every registered handler run?
   qus-register --uninstall all         remove every qemu-* entry, nothing else";
 
 /// `yes` or `no`, as QEMU's script spells its switches.
@@ -151,6 +152,14 @@ pub struct Cli {
     /// With `--status`: print JSON (`supported`, `emulators`, `entries`).
     #[arg(long, requires = "status")]
     pub json: bool,
+
+    /// Run each target's embedded probe through the kernel and report it
+    /// runnable, registered but not runnable (with the likely cause), or not
+    /// registered; exit 1 when a requested target is not runnable. After a
+    /// registration it checks the targets registered; alone, every
+    /// registered `qemu-*` entry; with `--status`, it adds `runnable`.
+    #[arg(long, conflicts_with_all = ["uninstall", "dry_run", "systemd", "debian"])]
+    pub verify: bool,
 
     /// Print the plan and the exact register lines; change nothing.
     #[arg(long)]

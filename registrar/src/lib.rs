@@ -13,6 +13,7 @@
 //! - [`status`]: the `--status` table and JSON document;
 //! - [`elf`]: ELF header inspection and the table's matcher;
 //! - [`interpreter`]: which interpreter file a target uses;
+//! - [`verify`]: embedded probes run through the registered handlers;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
@@ -28,3 +29,4 @@ pub mod plan;
 pub mod registry;
 pub mod status;
 pub mod targets;
+pub mod verify;

@@ -218,6 +218,22 @@ impl Plan {
         self.refusals().next().is_none()
     }
 
+    /// The targets the plan registers or finds registered, in plan order:
+    /// what `--verify` checks after it.
+    pub fn wanted_targets(&self) -> Vec<&'static str> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Register { target, .. } => Some(*target),
+                Action::Skip {
+                    target,
+                    reason: SkipReason::AlreadyRegistered,
+                } => Some(*target),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Whether applying the plan writes anything.
     pub fn changes_anything(&self) -> bool {
         self.actions

@@ -3,7 +3,8 @@
 //! The main type is [`Status`], the `--status --json` document; [`status`]
 //! reads the registry and prints it. Besides the entries it says which
 //! interpreter a registration would use for each target on this host (the
-//! choice of `interpreter.rs`). It never writes the registry (it may mount
+//! choice of `interpreter.rs`), and with `--verify` whether each entry runs
+//! its target's probe (`verify.rs`). It never writes the registry (it may mount
 //! binfmt_misc, as a registration would).
 
 use std::io::{self, Write};
@@ -15,6 +16,7 @@ use crate::entry::{self, Entry};
 use crate::interpreter::{self, Choice, ChoiceReason, InterpreterFacts};
 use crate::registry::Registry;
 use crate::targets;
+use crate::verify;
 
 /// The `--status --json` document. `supported` and `emulators` mean what
 /// they mean in tonistiigi/binfmt's output, which docker/setup-qemu-action
@@ -27,12 +29,27 @@ pub struct Status {
     /// Names of every binfmt_misc entry (any owner), sorted.
     pub emulators: Vec<String>,
     /// Every field of every `qemu-*` entry.
-    pub entries: Vec<Entry>,
+    pub entries: Vec<StatusEntry>,
     /// The mount point and its state.
     pub mount: MountStatus,
     /// The interpreter a registration would use for each target, in table
     /// order, and why.
     pub interpreters: Vec<TargetInterpreter>,
+}
+
+/// One `qemu-*` entry in the status, with the result of `--verify`.
+#[derive(Debug, serde::Serialize)]
+pub struct StatusEntry {
+    /// Every field of the entry.
+    #[serde(flatten)]
+    pub entry: Entry,
+    /// With `--verify`: whether the target's probe ran through it (absent
+    /// without `--verify`, and for targets without a probe).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runnable: Option<bool>,
+    /// With `--verify`, when not runnable: what happened and the likely cause.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
 }
 
 /// The interpreter a registration would choose for one target.
@@ -79,8 +96,16 @@ pub fn build_status(
         .flat_map(|t| targets::platforms(t).iter())
         .for_each(|p| push(p));
     let emulators = all.iter().map(|e| e.name.clone()).collect();
-    let entries: Vec<Entry> = all.into_iter().filter(Entry::is_owned).collect();
-    for e in entries.iter().filter(|e| e.enabled) {
+    let entries: Vec<StatusEntry> = all
+        .into_iter()
+        .filter(Entry::is_owned)
+        .map(|entry| StatusEntry {
+            entry,
+            runnable: None,
+            cause: None,
+        })
+        .collect();
+    for e in entries.iter().map(|e| &e.entry).filter(|e| e.enabled) {
         if let Some(t) = e.name.strip_prefix("qemu-").and_then(targets::find) {
             targets::platforms(t).iter().for_each(|p| push(p));
         }
@@ -135,13 +160,37 @@ pub(crate) fn status(
             ),
         })
         .collect();
-    let doc = build_status(
+    let mut doc = build_status(
         &binfmt.root().display().to_string(),
         state,
         host,
         all,
         interpreters,
     );
+    let mut failed = false;
+    if cli.verify {
+        let context = verify::Context::read(binfmt.root(), host.initial_user_namespace);
+        for e in &mut doc.entries {
+            let Some(t) = e.entry.name.strip_prefix("qemu-").and_then(targets::find) else {
+                continue;
+            };
+            match verify::verify(t.name, Some(&e.entry), &context) {
+                verify::Verdict::Runnable => e.runnable = Some(true),
+                verify::Verdict::NotRunnable { cause } => {
+                    writeln!(
+                        err,
+                        "error: `{}` is registered but not runnable: {cause}",
+                        e.entry.name
+                    )?;
+                    failed = true;
+                    e.runnable = Some(false);
+                    e.cause = Some(cause);
+                }
+                verify::Verdict::NotRegistered | verify::Verdict::NoProbe => {}
+            }
+        }
+    }
+    let code = if failed { exit::FAILED } else { exit::OK };
     if cli.json {
         serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| match e.io_error_kind() {
             // Keep the kind, so that a closed pipe stays a quiet exit.
@@ -149,7 +198,7 @@ pub(crate) fn status(
             None => io::Error::other(e),
         })?;
         writeln!(out)?;
-        return Ok(exit::OK);
+        return Ok(code);
     }
     let state_text = match state {
         MountState::Missing => "missing: no binfmt support in the kernel",
@@ -157,16 +206,24 @@ pub(crate) fn status(
         MountState::Mounted => "mounted",
     };
     writeln!(out, "binfmt_misc: {} ({state_text})", doc.mount.path)?;
+    let runnable_column = if cli.verify { " RUNNABLE" } else { "" };
     writeln!(
         out,
-        "{:<20} {:<9} {:<6} INTERPRETER",
+        "{:<20} {:<9} {:<6} INTERPRETER{runnable_column}",
         "ENTRY", "STATE", "FLAGS"
     )?;
-    for e in &doc.entries {
+    for s in &doc.entries {
+        let e = &s.entry;
         let st = if e.enabled { "enabled" } else { "disabled" };
+        let runnable = match (cli.verify, s.runnable) {
+            (false, _) => "",
+            (true, Some(true)) => "  yes",
+            (true, Some(false)) => "  NO",
+            (true, None) => "  (no probe)",
+        };
         writeln!(
             out,
-            "{:<20} {:<9} {:<6} {}",
+            "{:<20} {:<9} {:<6} {}{runnable}",
             e.name,
             st,
             e.flags.to_string(),
@@ -188,7 +245,7 @@ pub(crate) fn status(
     }
     writeln!(out, "supported: {}", doc.supported.join(", "))?;
     print_interpreters(&doc.interpreters, out)?;
-    Ok(exit::OK)
+    Ok(code)
 }
 
 /// One line per kind of choice, naming the targets, then a note for every

@@ -76,6 +76,7 @@ fn help_documents_every_option() {
         "--dry-run",
         "--replace",
         "--force",
+        "--verify",
         "--mount",
         "QEMU_BIN_DIR",
         "Exit status",
@@ -104,6 +105,8 @@ fn usage_errors_exit_2_and_name_the_option_and_value() {
         (&["--targets", ","], "no target named"),
         (&["--json"], "--status"),
         (&["--status", "--reset"], "--reset"),
+        (&["--verify", "--dry-run"], "--dry-run"),
+        (&["--verify", "--uninstall", "all"], "--uninstall"),
     ] {
         qus(m.path())
             .args(args)

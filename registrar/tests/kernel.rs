@@ -76,6 +76,14 @@ fn main() {
             "persistent_accepts_debians_static_pie_qemu",
             persistent_accepts_debians_static_pie_qemu,
         ),
+        (
+            "verify_finds_every_registered_target_runnable",
+            verify_finds_every_registered_target_runnable,
+        ),
+        (
+            "verify_reports_a_replaced_interpreter",
+            verify_reports_a_replaced_interpreter,
+        ),
     ];
     let trials = tests
         .iter()
@@ -603,5 +611,64 @@ fn persistent_accepts_debians_static_pie_qemu(_: &Binfmt) -> Result<(), Failed> 
     check(
         text(&run.stdout) == "aarch64\n",
         format!("the probe printed {:?}", text(&run.stdout)),
+    )
+}
+
+fn verify_finds_every_registered_target_runnable(_: &Binfmt) -> Result<(), Failed> {
+    let out = register(&["--reset", "-p", "yes", "--verify"]);
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    // 31 targets on x86_64; three have no probe (microblaze, microblazeel,
+    // xtensaeb).
+    check(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("runnable "))
+            .count()
+            == 28
+            && stdout
+                .lines()
+                .filter(|l| l.starts_with("not checked "))
+                .count()
+                == 3,
+        format!("stdout:\n{stdout}"),
+    )?;
+    // Alone, and in the status.
+    let out = register(&["--verify"]);
+    expect_exit(&out, 0)?;
+    let out = register(&["--status", "--json", "--verify"]);
+    expect_exit(&out, 0)?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let aarch64 = doc["entries"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "qemu-aarch64"))
+        .ok_or("no qemu-aarch64 entry")?;
+    check(aarch64["runnable"] == true, format!("{aarch64}"))
+}
+
+fn verify_reports_a_replaced_interpreter(_: &Binfmt) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Registered without `F`: the kernel opens the interpreter at each exec,
+    // so replacing it breaks the handler while the entry stays.
+    let dir = tempfile::tempdir()?;
+    let interp = dir.path().join("qemu-aarch64-static");
+    fs::copy("/usr/bin/qemu-aarch64-static", &interp)?;
+    let q = dir.path().to_string_lossy().into_owned();
+    expect_exit(&register(&["--targets", "arm64", "-Q", &q, "--verify"]), 0)?;
+    fs::remove_file(&interp)?;
+    fs::write(&interp, "#!/bin/sh\nexit 1\n")?;
+    fs::set_permissions(&interp, fs::Permissions::from_mode(0o755))?;
+    let out = register(&["--verify"]);
+    expect_exit(&out, 1)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains("error: `qemu-aarch64` is registered but not runnable")
+            && stderr.contains("exited with 1")
+            && stderr.contains("replaced since it was registered"),
+        format!("stderr:\n{stderr}"),
+    )?;
+    check(
+        text(&out.stdout).contains("not runnable    qemu-aarch64"),
+        format!("stdout:\n{}", text(&out.stdout)),
     )
 }
