@@ -254,7 +254,29 @@ fn execute(
                 return Ok(exit::FAILED);
             };
             let request = request(cli, list);
-            let plan = plan::plan(&request, host, &current, env.interpreter);
+            // A dry run under emulation shows the plan of the emulated host
+            // and says what a real run would refuse.
+            let emulated = host.emulation.clone().filter(|_| cli.dry_run);
+            let plan_host = HostFacts {
+                emulation: host.emulation.clone().filter(|_| !cli.dry_run),
+                ..host.clone()
+            };
+            let plan = plan::plan(&request, &plan_host, &current, env.interpreter);
+            if let Some(em) = emulated {
+                let would = plan::plan(&request, host, &current, env.interpreter);
+                for (target, refusal) in would.refusals() {
+                    if matches!(refusal, plan::Refusal::UnderEmulation { .. }) {
+                        writeln!(err, "note: a real run refuses `qemu-{target}`: {refusal}")?;
+                    }
+                }
+                writeln!(
+                    err,
+                    "note: this registrar runs under QEMU emulation (`{}` via `{}` on a `{}` host)",
+                    em.emulated,
+                    em.real_exe.display(),
+                    em.real
+                )?;
+            }
             let code = apply::finish(registry, &current, &plan, cli.dry_run, out, err)?;
             if code != exit::OK || !cli.verify {
                 return Ok(code);

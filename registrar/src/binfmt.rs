@@ -391,6 +391,9 @@ pub struct HostFacts {
     /// not, a binfmt_misc mount may be a private registry (Linux 6.7+) that
     /// the host never sees.
     pub initial_user_namespace: bool,
+    /// Set when this registrar runs under QEMU user-mode emulation
+    /// (`guard.rs`): `machine` is then the emulated CPU, not the host's.
+    pub emulation: Option<crate::guard::Emulation>,
 }
 
 impl HostFacts {
@@ -412,6 +415,7 @@ impl HostFacts {
             machine,
             kernel_release,
             initial_user_namespace,
+            emulation: crate::guard::detect(Path::new("/proc/self")),
         }
     }
 
@@ -589,6 +593,7 @@ mod tests {
             kernel_release: "4.4.0".into(),
             kernel: Some((4, 4)),
             initial_user_namespace: true,
+            emulation: None,
         };
         assert!(facts.kernel_older_than(4, 8));
         assert!(!facts.kernel_older_than(4, 4));

@@ -12,6 +12,7 @@
 //! - [`export`]: the `--systemd` and `--debian` writers;
 //! - [`status`]: the `--status` table and JSON document;
 //! - [`elf`]: ELF header inspection and the table's matcher;
+//! - [`guard`]: detecting that the registrar itself runs under emulation;
 //! - [`interpreter`]: which interpreter file a target uses;
 //! - [`verify`]: embedded probes run through the registered handlers;
 //! - [`cli`]: the `qus-register` command line.
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod elf;
 pub mod entry;
 pub mod export;
+pub mod guard;
 pub mod interpreter;
 pub mod plan;
 pub mod registry;

@@ -100,6 +100,16 @@ pub enum Refusal {
     },
     /// Not in the initial user namespace, without `--force`.
     PrivateUserNamespace,
+    /// The registrar runs under QEMU emulation and the target is of the
+    /// real host's family, without `--force`.
+    UnderEmulation {
+        /// The CPU this registrar was built for (and `uname` reports).
+        emulated: String,
+        /// The real host's CPU.
+        real: String,
+        /// The real host's family.
+        family: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -142,6 +152,17 @@ impl fmt::Display for Refusal {
                 f,
                 "it is in the host's own family (`{machine}` is family `{family}`), whose \
                  binaries run natively; use `--force` to register it anyway"
+            ),
+            Self::UnderEmulation {
+                emulated,
+                real,
+                family,
+            } => write!(
+                f,
+                "this registrar runs under QEMU user-mode emulation (an `{emulated}` build on \
+                 a `{real}` host): the target is of the real host's family `{family}`, and \
+                 registering it would hand the host's own binaries to QEMU; run the \
+                 registrar built for `{real}`, or use `--force`"
             ),
             Self::PrivateUserNamespace => write!(
                 f,
@@ -309,6 +330,20 @@ pub fn plan(
             });
             continue;
         }
+        if let Some(em) = &host.emulation
+            && !request.force
+            && target.family == targets::host_family(&em.real)
+        {
+            actions.push(Action::Refuse {
+                target: target.name,
+                refusal: Refusal::UnderEmulation {
+                    emulated: em.emulated.clone(),
+                    real: em.real.clone(),
+                    family: targets::host_family(&em.real),
+                },
+            });
+            continue;
+        }
         let choice = interpreter::choose(
             &request.qemu_path,
             target,
@@ -439,6 +474,7 @@ mod tests {
             kernel_release: "6.1.0".into(),
             kernel: Some((6, 1)),
             initial_user_namespace: true,
+            emulation: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn host() -> HostFacts {
         kernel_release: "6.1.0".into(),
         kernel: Some((6, 1)),
         initial_user_namespace: true,
+        emulation: None,
     }
 }
 
@@ -565,4 +566,77 @@ fn preserve_argv0_on_a_kernel_older_than_5_12_is_warned_about() {
             assert!(stderr.contains(release), "{stderr}");
         }
     }
+}
+
+#[test]
+fn under_emulation_the_real_hosts_family_is_refused_and_a_dry_run_says_so() {
+    // An aarch64 registrar run by qemu-aarch64 on an x86_64 host: `uname`
+    // says aarch64, the guard found the real machine.
+    let emulated_host = HostFacts {
+        machine: "aarch64".into(),
+        emulation: Some(qus_registrar::guard::Emulation {
+            emulated: "aarch64".into(),
+            real: "x86_64".into(),
+            real_exe: "/usr/bin/qemu-aarch64-static".into(),
+        }),
+        ..host()
+    };
+    let start = sorted(foreign());
+    let run_it = |args: &[&str]| {
+        let model = Model::new("/model", start.clone());
+        let env = Env {
+            registry: &model,
+            host: emulated_host.clone(),
+            interpreter: &static_interpreters,
+        };
+        let cli =
+            Cli::try_parse_from(["qus-register", "-Q", "/usr/bin"].iter().chain(args)).unwrap();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = app::run_with(&cli, &env, &mut out, &mut err).unwrap();
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+            model.entries(),
+        )
+    };
+    // The dry run: the emulated host's plan (x86_64 and i386 registered,
+    // aarch64 and arm left out), and a note of what a real run refuses.
+    let (code, out, err, end) = run_it(&["--dry-run", "--reset", "-p", "yes"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(":qemu-x86_64:M::") && out.contains(":qemu-i386:M::"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(":qemu-aarch64:M::") && !out.contains(":qemu-arm:M::"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skip        qemu-aarch64  (host family"),
+        "{out}"
+    );
+    for t in ["x86_64", "i386", "i486"] {
+        assert!(
+            err.contains(&format!("note: a real run refuses `qemu-{t}`")),
+            "{err}"
+        );
+    }
+    assert!(err.contains("`aarch64` build on a `x86_64` host"), "{err}");
+    assert_eq!(end, start);
+    // The real run refuses the whole plan, naming both machines.
+    let (code, _, err, end) = run_it(&["--reset", "-p", "yes"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "error: refused `qemu-x86_64`: this registrar runs under QEMU user-mode emulation"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_eq!(end, start);
+    // `--force` overrides.
+    let (code, _, err, end) = run_it(&["--targets", "amd64", "--force"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(end.iter().any(|e| e.name == "qemu-x86_64"));
 }
