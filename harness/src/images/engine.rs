@@ -71,10 +71,10 @@ impl Builder {
         }
     }
 
-    fn endpoint(&self) -> &str {
+    fn client(&self) -> &Docker {
         match self {
-            Self::Docker(docker) => docker.endpoint(),
-            Self::Podman(podman) => podman.endpoint(),
+            Self::Docker(docker) => docker.client(),
+            Self::Podman(podman) => podman.client(),
         }
     }
 }
@@ -123,17 +123,9 @@ impl Engine {
             }
             ImageEngine::Podman(None) => Builder::Podman(PodmanRuntime::connect().await?),
         };
-        let engine_error = |err: BollardError| ImageBuildError::Engine {
-            operation: "connect to",
-            object: builder.endpoint().to_owned(),
-            status: None,
-            message: err.to_string(),
-        };
-        let docker = Docker::connect_with_host(builder.endpoint())
-            .map_err(engine_error)?
-            .negotiate_version()
-            .await
-            .map_err(engine_error)?;
+        // The builder's own connection: the same endpoint, TLS and API
+        // version.
+        let docker = builder.client().clone();
         Ok(Self {
             builder,
             docker,

@@ -28,15 +28,13 @@ use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
 use super::context;
+use super::endpoint::Endpoint;
 use super::error::{Operation, RuntimeError};
 use super::spec::{
     BuildOutcome, BuildSpec, ContextFile, EngineInfo, PrivilegeMode, RunOutcome, RunSpec,
     RuntimeKind, StepCapability,
 };
 use super::{RUN_LABEL, Runtime};
-
-/// Where bollard connects when `DOCKER_HOST` is unset.
-const DEFAULT_ENDPOINT: &str = "unix:///var/run/docker.sock";
 
 /// Label on the throwaway image and containers of privilege detection.
 const PROBE_LABEL: &str = "io.qus.probe";
@@ -223,26 +221,30 @@ pub(super) struct ApiEngine {
 }
 
 impl ApiEngine {
-    /// Connects to `host` (`unix://`, `tcp://`, `http://`) and negotiates
-    /// the API version.
-    pub(super) async fn connect(profile: EngineProfile, host: &str) -> Result<Self, RuntimeError> {
-        let unreachable = |source: BollardError| RuntimeError::Unreachable {
-            engine: profile.kind,
-            endpoint: host.to_owned(),
-            operation: Operation::Connect,
-            source: Box::new(source),
-        };
-        let docker = Docker::connect_with_host(host).map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+    /// Connects to `endpoint` (`unix://`, `tcp://`, `http://`, over TLS
+    /// when it says so) and negotiates the API version.
+    pub(super) async fn connect(
+        profile: EngineProfile,
+        endpoint: &Endpoint,
+    ) -> Result<Self, RuntimeError> {
+        let docker = endpoint
+            .connect()
+            .await
+            .map_err(|source| RuntimeError::Unreachable {
+                engine: profile.kind,
+                endpoint: endpoint.url().to_owned(),
+                operation: Operation::Connect,
+                source,
+            })?;
         debug!(
             engine = %profile.kind,
-            endpoint = host,
+            endpoint = %endpoint,
             api = %docker.client_version(),
             "connected"
         );
         Ok(Self {
             docker,
-            endpoint: host.to_owned(),
+            endpoint: endpoint.url().to_owned(),
             profile: Arc::new(profile),
             privilege: Arc::default(),
             keep: false,
@@ -933,25 +935,39 @@ pub struct DockerRuntime {
 }
 
 impl DockerRuntime {
-    /// Connects where `DOCKER_HOST` says (the local socket when unset), as
-    /// the docker CLI does, and negotiates the API version.
+    /// Connects where `DOCKER_HOST` says (the local socket when unset), over
+    /// TLS when `DOCKER_TLS_VERIFY` is set (with the files in
+    /// `DOCKER_CERT_PATH`), as the docker CLI does, and negotiates the API
+    /// version.
     ///
     /// # Errors
     ///
-    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    /// [`RuntimeError::Unreachable`] when the engine does not answer; its
+    /// cause is a [`TlsConnectError`](super::TlsConnectError) naming what to
+    /// fix when TLS failed.
     pub async fn connect() -> Result<Self, RuntimeError> {
-        let endpoint = std::env::var("DOCKER_HOST").unwrap_or_else(|_| DEFAULT_ENDPOINT.to_owned());
-        Self::connect_with_host(&endpoint).await
+        Self::connect_to(&Endpoint::docker_from_env()).await
     }
 
-    /// Connects to `host` (`unix://`, `tcp://`, `http://`) and negotiates
-    /// the API version.
+    /// Connects to `host` (`unix://`, `tcp://`, `http://`), over TLS when
+    /// `DOCKER_TLS_VERIFY` is set (as `docker -H` does), and negotiates the
+    /// API version.
     ///
     /// # Errors
     ///
-    /// [`RuntimeError::Unreachable`] when the engine does not answer.
+    /// As [`connect`](Self::connect).
     pub async fn connect_with_host(host: &str) -> Result<Self, RuntimeError> {
-        let engine = ApiEngine::connect(EngineProfile::docker(), host).await?;
+        Self::connect_to(&Endpoint::docker_with_env_tls(host)).await
+    }
+
+    /// Connects to `endpoint`, whatever the environment says, and
+    /// negotiates the API version.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    pub async fn connect_to(endpoint: &Endpoint) -> Result<Self, RuntimeError> {
+        let engine = ApiEngine::connect(EngineProfile::docker(), endpoint).await?;
         Ok(Self { engine })
     }
 
@@ -975,6 +991,12 @@ impl DockerRuntime {
     /// The endpoint this runtime talks to.
     pub fn endpoint(&self) -> &str {
         self.engine.endpoint()
+    }
+
+    /// The connected bollard client, for the image builder's direct API
+    /// calls.
+    pub(crate) fn client(&self) -> &bollard::Docker {
+        &self.engine.docker
     }
 
     /// The shared core, for image transfers between engines.

@@ -8,13 +8,16 @@
 //! sandboxes unpacked from Docker images), [`HostRuntime`] (no engine),
 //! [`UnavailableRuntime`] (an engine asked for that does not answer) and
 //! [`FakeRuntime`] (scripted, for runner and reporter tests). [`exec`] runs
-//! a host command for `exec` steps on every runtime.
+//! a host command for `exec` steps on every runtime. [`Endpoint`] says where
+//! an engine speaking Docker's API listens, with TLS where the docker CLI's
+//! variables ask for it.
 //!
 //! Engine quirks (privilege fallbacks, API version negotiation) stay inside
 //! each implementation. This module does not schedule, assert or report.
 
 mod context;
 mod docker;
+mod endpoint;
 mod error;
 mod exec;
 mod fake;
@@ -28,6 +31,10 @@ use std::future::Future;
 
 pub(crate) use context::containerfile_in;
 pub use docker::DockerRuntime;
+pub use endpoint::{
+    DEFAULT_DOCKER_HOST, DOCKER_CERT_PATH, DOCKER_HOST, DOCKER_TLS_VERIFY, Endpoint,
+    TlsConnectError, TlsFailure, TlsFiles,
+};
 pub use error::{BoxError, Operation, RuntimeError};
 pub use exec::exec;
 pub use fake::FakeRuntime;

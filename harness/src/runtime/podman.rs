@@ -28,6 +28,7 @@ use tracing::debug;
 
 use super::Runtime;
 use super::docker::{ApiEngine, DockerRuntime, EngineProfile};
+use super::endpoint::Endpoint;
 use super::error::{Operation, RuntimeError};
 use super::spec::{
     BuildOutcome, BuildSpec, EngineInfo, PrivilegeMode, RunOutcome, RunSpec, RuntimeKind,
@@ -79,7 +80,7 @@ impl PodmanRuntime {
     ///
     /// [`RuntimeError::Unreachable`] when the service does not answer.
     pub async fn connect_with_host(host: &str) -> Result<Self, RuntimeError> {
-        let engine = ApiEngine::connect(profile(), host).await?;
+        let engine = ApiEngine::connect(profile(), &Endpoint::new(host)).await?;
         Ok(Self { engine })
     }
 
@@ -103,6 +104,12 @@ impl PodmanRuntime {
     /// The endpoint this runtime talks to.
     pub fn endpoint(&self) -> &str {
         self.engine.endpoint()
+    }
+
+    /// The connected bollard client, for the image builder's direct API
+    /// calls.
+    pub(crate) fn client(&self) -> &bollard::Docker {
+        &self.engine.docker
     }
 }
 

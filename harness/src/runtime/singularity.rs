@@ -60,6 +60,7 @@ use tokio::process::Command;
 use tracing::{debug, warn};
 
 use super::Runtime;
+use super::endpoint::Endpoint;
 use super::error::{Operation, RuntimeError};
 use super::exec::exit_code;
 use super::spec::{
@@ -245,14 +246,15 @@ impl SingularityRuntime {
         binary: impl Into<String>,
         host: &str,
     ) -> Result<Self, RuntimeError> {
-        let unreachable = |source: BollardError| RuntimeError::Unreachable {
-            engine: RuntimeKind::Docker,
-            endpoint: host.to_owned(),
-            operation: Operation::Connect,
-            source: Box::new(source),
-        };
-        let docker = Docker::connect_with_host(host).map_err(unreachable)?;
-        let docker = docker.negotiate_version().await.map_err(unreachable)?;
+        let docker = Endpoint::docker_with_env_tls(host)
+            .connect()
+            .await
+            .map_err(|source| RuntimeError::Unreachable {
+                engine: RuntimeKind::Docker,
+                endpoint: host.to_owned(),
+                operation: Operation::Connect,
+                source,
+            })?;
         Ok(Self {
             binary: binary.into(),
             prefix: Vec::new(),
