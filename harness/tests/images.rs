@@ -35,6 +35,7 @@ use qus_harness::runtime::{DockerRuntime, RunOutcome, RunSpec, Runtime as _};
 use qus_registrar::binfmt::{Binfmt, MountState, Snapshot};
 use qus_registrar::entry::{self, Flags};
 use qus_registrar::targets::{self, Target};
+use qus_testcontainers::{QusRegistrar, run_foreign};
 
 /// Repository of the registrar images built here.
 const REPO: &str = "qus-test/qemu-user-static";
@@ -941,10 +942,32 @@ fn arm64_fixture_is_debootstrapped_cached_and_runs() -> Result<(), Failed> {
         "cache directory",
     )?;
 
-    // The image, as a scenario sees it.
+    // The image, as a scenario and as a user's `cargo test` see it: the
+    // handler registered by the registrar image built here, through
+    // qus-testcontainers (which removes its entry again; the guard puts
+    // back the rest), and `uname -m` run through testcontainers.
     {
-        let _handlers = Handlers::register(&[DebianArch::Arm64.qemu_target()])?;
+        built()?;
+        let _saved = Handlers::register(&[])?;
+        let name = DebianArch::Arm64.qemu_target().entry_name();
+        let binfmt = Binfmt::default();
+        if binfmt.read(&name).map_err(|e| chain(&e))?.is_some() {
+            binfmt.remove(&name).map_err(|e| chain(&e))?;
+        }
         block_on(async {
+            let _qemu = QusRegistrar::new(["linux/arm64"])
+                .map_err(|e| chain(&e))?
+                .with_image(REPO, "latest")
+                .register()
+                .await
+                .map_err(|e| chain(&e))?;
+            let out = run_foreign(&rootfs.image, "linux/arm64", ["uname", "-m"])
+                .await
+                .map_err(|e| chain(&e))?;
+            check(
+                out.is_success() && out.stdout == "aarch64\n",
+                format!("uname -m through testcontainers: {out:?}"),
+            )?;
             let docker = docker().await;
             let labels = labels(&docker, &rootfs.image).await;
             check(
@@ -968,11 +991,6 @@ fn arm64_fixture_is_debootstrapped_cached_and_runs() -> Result<(), Failed> {
                     "platform {:?}/{:?}/{:?}",
                     inspect.os, inspect.architecture, inspect.variant
                 ),
-            )?;
-            let out = run(&rootfs.image, &["uname", "-m"]).await;
-            check(
-                out.is_success() && out.stdout == "aarch64\n",
-                format!("uname -m: {out:?}"),
             )?;
             // Owners and modes survive the trip into the image (setuid
             // `su`, setgid `/var/mail` of group `mail`).
