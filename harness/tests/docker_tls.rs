@@ -7,10 +7,14 @@
 //! `openssl`, then starts a second `dockerd` beside the host's: its own data
 //! root, exec root (and so its own containerd), pid file and containerd
 //! namespace, listening only on `tcp://127.0.0.1:<free port>` with
-//! `--tlsverify`, without bridge or iptables, so the host's daemon is never
-//! touched. A guard stops that daemon and removes its directories on every
-//! path. Without root, `dockerd`, `openssl` or gcc every trial is *ignored*
-//! with the reason; with `QUS_REQUIRE_ENGINES=1` that is a failure.
+//! `--tlsverify`, on a bridge of its own and without iptables rules or
+//! sysctl changes, so the host's daemon is never touched. (Not
+//! `--bridge=none`: a daemon started with it deletes the host's `docker0`,
+//! moby's `removeDefaultBridgeInterface`, and the host daemon's containers
+//! lose their network; the run fails if `docker0` is gone afterwards.)
+//! Guards stop that daemon and remove its bridge and directories on every
+//! path. Without root, `dockerd`, `openssl`, `ip` or gcc every trial is
+//! *ignored* with the reason; with `QUS_REQUIRE_ENGINES=1` that is a failure.
 
 #![cfg(feature = "docker")]
 
@@ -92,10 +96,20 @@ fn main() {
             })
         })
         .collect();
+    let docker0 = link_exists("docker0");
     let conclusion = libtest_mimic::run(&args, trials);
     // The trials hold clones; this is the last reference: the guard runs.
     drop(daemon);
+    if docker0 && !link_exists("docker0") {
+        eprintln!("error: the host's `docker0` bridge is gone after the TLS daemon ran");
+        std::process::exit(1);
+    }
     conclusion.exit();
+}
+
+/// Whether the network interface `name` exists.
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
 }
 
 /// Why the trials cannot run.
@@ -116,7 +130,7 @@ fn prerequisites() -> Result<(), String> {
     if !rustix::process::geteuid().is_root() {
         return Err("needs root (a second dockerd)".into());
     }
-    for program in ["dockerd", "openssl"] {
+    for program in ["dockerd", "openssl", "ip"] {
         which::which(program).map_err(|_| format!("`{program}` is not installed"))?;
     }
     tool::tool_binary().map(|_| ())
@@ -142,6 +156,8 @@ struct Daemon {
     log: PathBuf,
     root: PathBuf,
     child: std::sync::Mutex<Child>,
+    /// Dropped after the daemon stopped (fields drop after `Drop::drop`).
+    _bridge: Bridge,
 }
 
 impl Daemon {
@@ -211,6 +227,7 @@ impl Daemon {
         let url = format!("tcp://127.0.0.1:{port}");
         let config = root.join("daemon.json");
         std::fs::write(&config, "{}\n").map_err(|e| e.to_string())?;
+        let bridge = Bridge::create()?;
         let log = root.join("dockerd.log");
         let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
         let path = |p: PathBuf| p.into_os_string();
@@ -232,10 +249,12 @@ impl Daemon {
             .arg(path(pki.join("server.pem")))
             .arg("--tlskey")
             .arg(path(pki.join("server-key.pem")))
-            // No docker0, no iptables rules: nothing shared with the host's
-            // daemon. A system containerd, where there is one, is shared,
-            // in namespaces of its own.
-            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            // A bridge of its own, no iptables rules, no sysctls: nothing
+            // shared with the host's daemon. A system containerd, where
+            // there is one, is shared, in namespaces of its own.
+            .arg(format!("--bridge={}", bridge.name))
+            .args(["--iptables=false", "--ip6tables=false"])
+            .args(["--ip-forward=false", "--ip-masq=false"])
             .args(["--containerd-namespace", "qus-tls-test"])
             .args(["--containerd-plugins-namespace", "qus-tls-test-plugins"])
             .env_remove("DOCKER_HOST")
@@ -255,6 +274,7 @@ impl Daemon {
             log,
             root,
             child: std::sync::Mutex::new(child),
+            _bridge: bridge,
         };
         daemon.wait_until_it_answers()?;
         Ok(daemon)
@@ -379,6 +399,71 @@ impl Drop for Cleanup {
         if let Err(err) = std::fs::remove_dir_all(&self.0) {
             eprintln!("error: cannot remove `{}`: {err}", self.0.display());
         }
+    }
+}
+
+/// A Linux bridge with a /24 no route of the host covers, for the TLS
+/// daemon's default network; deleted on drop.
+struct Bridge {
+    name: String,
+}
+
+impl Bridge {
+    fn create() -> Result<Self, String> {
+        let name = format!("qustls{}", std::process::id() % 100_000);
+        let routes = ip(&["-4", "route", "show", "table", "all"])?;
+        let taken: Vec<(u32, u32)> = routes
+            .lines()
+            .filter_map(|l| l.split_whitespace().find(|w| w.contains('/')))
+            .filter_map(|prefix| {
+                let (addr, len) = prefix.split_once('/')?;
+                let addr: std::net::Ipv4Addr = addr.parse().ok()?;
+                let len: u32 = len.parse().ok()?;
+                Some((u32::from(addr), len))
+            })
+            .collect();
+        let overlaps = |net: u32| {
+            taken.iter().any(|&(addr, len)| {
+                let len = len.min(24);
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                addr & mask == net & mask
+            })
+        };
+        let net = (0..=255u32)
+            .map(|n| u32::from(std::net::Ipv4Addr::new(10, 199, n as u8, 0)))
+            .find(|&net| !overlaps(net))
+            .ok_or("no free /24 in 10.199.0.0/16 for the TLS daemon's bridge")?;
+        let gateway = format!("{}/24", std::net::Ipv4Addr::from(net + 1));
+        ip(&["link", "add", &name, "type", "bridge"])?;
+        let bridge = Self { name };
+        ip(&["addr", "add", &gateway, "dev", &bridge.name])?;
+        ip(&["link", "set", &bridge.name, "up"])?;
+        Ok(bridge)
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if let Err(err) = ip(&["link", "del", &self.name]) {
+            eprintln!("error: cannot delete the bridge `{}`: {err}", self.name);
+        }
+    }
+}
+
+/// `ip ARGS`, its stdout.
+fn ip(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run ip: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
     }
 }
 
