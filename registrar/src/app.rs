@@ -42,6 +42,8 @@ pub struct Env<'a> {
     pub host: HostFacts,
     /// Answers what an interpreter file is ([`interpreter::facts`]).
     pub interpreter: &'a dyn Fn(&str) -> InterpreterFacts,
+    /// Runs a target's embedded probe ([`verify::execute_probe`]).
+    pub probe: &'a verify::ProbeRunner<'a>,
 }
 
 /// Runs the command on this host; returns the exit status.
@@ -51,6 +53,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
         registry: &binfmt,
         host: HostFacts::read(cli.host_arch.as_deref()),
         interpreter: &interpreter::facts,
+        probe: &verify::execute_probe,
     };
     run_with(cli, &env, out, err)
 }
@@ -76,7 +79,7 @@ pub fn run_with(
 
 /// Stdout that drops what it cannot write once the reader has gone
 /// (`EPIPE`), so the run goes on to its errors and its exit status.
-struct PipeTolerant<'a>(&'a mut dyn Write);
+pub(crate) struct PipeTolerant<'a>(pub(crate) &'a mut dyn Write);
 
 impl Write for PipeTolerant<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -135,6 +138,16 @@ fn resolve_list(
 }
 
 fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
+    if let Some(tool) = cli.compat {
+        // `Invocation::parse` takes it when it comes first.
+        return Err(UsageError {
+            option: "--compat",
+            value: format!("{tool:?}").to_lowercase(),
+            reason: "it must be the first argument: the rest of the command line is then \
+                     that tool's"
+                .into(),
+        });
+    }
     let explicit = cli
         .targets
         .as_deref()
@@ -204,7 +217,7 @@ fn execute(
     let (registry, host) = (env.registry, &env.host);
     match mode {
         Mode::Export(format, list) => export_files(cli, host, format, list, out, err),
-        Mode::Status => status::status(cli, registry, host, out, err),
+        Mode::Status => status::status(cli, registry, host, env.probe, out, err),
         Mode::Verify => {
             let Some(current) = open_registry(registry, false, err)? else {
                 return Ok(exit::FAILED);
@@ -217,7 +230,7 @@ fn execute(
             if names.is_empty() {
                 writeln!(out, "no qemu-* entry is registered")?;
             }
-            verify::report(registry, host, &names, out, err)
+            verify::report(registry, host, env.probe, &names, out, err)
         }
         Mode::Uninstall(list) => {
             let Some(current) = open_registry(registry, cli.dry_run, err)? else {
@@ -281,14 +294,14 @@ fn execute(
             if code != exit::OK || !cli.verify {
                 return Ok(code);
             }
-            verify::report(registry, host, &plan.wanted_targets(), out, err)
+            verify::report(registry, host, env.probe, &plan.wanted_targets(), out, err)
         }
     }
 }
 
 /// Makes sure binfmt_misc is mounted (unless only looking) and lists it.
 /// `None` after an error was printed.
-fn open_registry(
+pub(crate) fn open_registry(
     binfmt: &dyn Registry,
     dry_run: bool,
     err: &mut dyn Write,

@@ -84,6 +84,22 @@ fn main() {
             "verify_reports_a_replaced_interpreter",
             verify_reports_a_replaced_interpreter,
         ),
+        (
+            "binfmt_action_sequence_without_reset",
+            binfmt_action_sequence_without_reset,
+        ),
+        (
+            "binfmt_action_sequence_with_reset",
+            binfmt_action_sequence_with_reset,
+        ),
+        (
+            "binfmt_missing_interpreter_stops_the_action",
+            binfmt_missing_interpreter_stops_the_action,
+        ),
+        (
+            "binfmt_supported_is_what_the_probes_run",
+            binfmt_supported_is_what_the_probes_run,
+        ),
     ];
     let trials = tests
         .iter()
@@ -560,6 +576,7 @@ fn an_interpreter_deleted_after_planning_is_rolled_back(b: &Binfmt) -> Result<()
         registry: b,
         host: HostFacts::read(None),
         interpreter: &|_: &str| InterpreterFacts::Elf { interp: None },
+        probe: &qus_registrar::verify::execute_probe,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = app::run_with(&cli, &env, &mut out, &mut err)?;
@@ -670,5 +687,261 @@ fn verify_reports_a_replaced_interpreter(_: &Binfmt) -> Result<(), Failed> {
     check(
         text(&out.stdout).contains("not runnable    qemu-aarch64"),
         format!("stdout:\n{}", text(&out.stdout)),
+    )
+}
+
+// ---- the tonistiigi/binfmt-compatible command ------------------------------
+
+/// `qus-register` invoked as `binfmt` (a symlink), with `env` set and
+/// tonistiigi's variables otherwise cleared.
+fn binfmt(args: &[&str], env: &[(&str, &str)]) -> Result<Output, Failed> {
+    let dir = tempfile::tempdir()?;
+    let link = dir.path().join("binfmt");
+    std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("qus-register"), &link)?;
+    let mut c = std::process::Command::new(&link);
+    for var in [
+        "QEMU_BINARY_PATH",
+        "QEMU_BINARY_PREFIX",
+        "QEMU_PRESERVE_ARGV0",
+        "QUS_BINFMT_FLAGS",
+        "QUS_BINFMT_MOUNT",
+        "HOST_ARCH",
+    ] {
+        c.env_remove(var);
+    }
+    Ok(c.args(args).envs(env.iter().copied()).output()?)
+}
+
+/// docker/setup-qemu-action's rule after each run: it throws, showing the
+/// last line of stderr, when stderr is non-empty and the status non-zero.
+fn action_error(out: &Output) -> Option<String> {
+    let stderr = text(&out.stderr);
+    (!stderr.is_empty() && out.status.code() != Some(0)).then(|| {
+        stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    })
+}
+
+/// The action's `JSON.parse(res.stdout.trim()).supported`.
+fn supported(out: &Output) -> Result<Vec<String>, Failed> {
+    let doc: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .map_err(|e| format!("stdout is not JSON ({e}):\n{}", text(&out.stdout)))?;
+    Ok(doc["supported"]
+        .as_array()
+        .ok_or("no `supported` array")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The action's four runs (`reset` adds `--uninstall qemu-*`); fails where
+/// the action would. Returns the no-argument run.
+fn action_sequence(reset: bool, platforms: &str) -> Result<Output, Failed> {
+    let mut steps: Vec<Vec<&str>> = vec![vec!["--version"]];
+    if reset {
+        steps.push(vec!["--uninstall", "qemu-*"]);
+    }
+    steps.push(vec!["--install", platforms]);
+    steps.push(vec![]);
+    let mut last = None;
+    for step in steps {
+        let out = binfmt(&step, &[])?;
+        if let Some(e) = action_error(&out) {
+            return Err(format!(
+                "the action stops at {step:?}: {e}\nstderr:\n{}",
+                text(&out.stderr)
+            )
+            .into());
+        }
+        expect_exit(&out, 0)?;
+        last = Some(out);
+    }
+    let last = last.ok_or("no step ran")?;
+    supported(&last)?;
+    Ok(last)
+}
+
+/// For each of buildkit's candidates, whether its probe runs now.
+fn probes_run() -> Vec<(&'static str, bool)> {
+    qus_registrar::platform::CANDIDATES
+        .iter()
+        .map(|&(arch, target)| {
+            let ran =
+                qus_registrar::verify::run_probe(target, &[]).is_ok_and(|o| o.code == Some(0));
+            (arch, ran)
+        })
+        .collect()
+}
+
+/// `supported` must list exactly the candidates whose probe runs, plus the
+/// native platform and its levels.
+fn check_supported_against_probes(list: &[String]) -> Result<(), Failed> {
+    check(
+        list.first().map(String::as_str) == Some("linux/amd64"),
+        format!("the native platform is not first: {list:?}"),
+    )?;
+    for (arch, ran) in probes_run() {
+        if arch == "amd64" {
+            continue;
+        }
+        let platform = if arch == "arm" {
+            "linux/arm/v7".to_owned()
+        } else {
+            format!("linux/{arch}")
+        };
+        check(
+            list.contains(&platform) == ran,
+            format!("`{platform}`: probe ran {ran}, supported {list:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn binfmt_action_sequence_without_reset(b: &Binfmt) -> Result<(), Failed> {
+    // A host with an entry of its own (qus's default flags): the action
+    // without `reset` keeps it, as tonistiigi/binfmt does, and says so.
+    expect_exit(&register(&["--targets", "arm64", "-p", "yes"]), 0)?;
+    let kept = raw("qemu-aarch64");
+    let version = binfmt(&["--version"], &[])?;
+    expect_exit(&version, 0)?;
+    let line = text(&version.stdout);
+    check(
+        line.starts_with("binfmt/qus-")
+            && line
+                .split_once(" qemu/")
+                .is_some_and(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()))
+            && line.ends_with('\n'),
+        format!("--version printed {line:?}"),
+    )?;
+    let install = binfmt(&["--install", "all"], &[])?;
+    check(
+        action_error(&install).is_none(),
+        format!("stderr:\n{}", text(&install.stderr)),
+    )?;
+    check(
+        text(&install.stderr).contains("warning: `qemu-aarch64` is registered differently"),
+        format!("stderr:\n{}", text(&install.stderr)),
+    )?;
+    check(
+        raw("qemu-aarch64") == kept,
+        "a differing entry was replaced without reset",
+    )?;
+    let last = action_sequence(false, "all")?;
+    let entry = raw("qemu-riscv64").ok_or("qemu-riscv64 not registered")?;
+    check(
+        entry.contains("flags: OCF") && entry.contains("interpreter /usr/bin/qemu-riscv64-static"),
+        format!("qemu-riscv64:\n{entry}"),
+    )?;
+    let list = supported(&last)?;
+    check_supported_against_probes(&list)?;
+    for p in [
+        "linux/arm64",
+        "linux/riscv64",
+        "linux/s390x",
+        "linux/arm/v7",
+    ] {
+        check(
+            list.iter().any(|s| s == p),
+            format!("`{p}` not in {list:?}"),
+        )?;
+    }
+    // An arm64 binary runs.
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/probes/bin/aarch64");
+    let run = std::process::Command::new(&probe).output()?;
+    check(
+        text(&run.stdout) == "aarch64\n",
+        format!("the probe printed {:?}", text(&run.stdout)),
+    )?;
+    let _ = b;
+    Ok(())
+}
+
+fn binfmt_action_sequence_with_reset(b: &Binfmt) -> Result<(), Failed> {
+    register_foreign(b)?;
+    expect_exit(&register(&["--targets", "arm64,s390x", "-p", "yes"]), 0)?;
+    let last = action_sequence(true, "arm64,riscv64")?;
+    // Reset removed every qemu-* entry (s390x too), never the foreign one.
+    check(raw(FOREIGN).is_some(), "the reset removed a foreign entry")?;
+    check(raw("qemu-s390x").is_none(), "the reset kept qemu-s390x")?;
+    for name in ["qemu-aarch64", "qemu-riscv64"] {
+        let entry = raw(name).ok_or(format!("{name} not registered"))?;
+        check(entry.contains("flags: OCF"), format!("{name}:\n{entry}"))?;
+    }
+    let list = supported(&last)?;
+    check_supported_against_probes(&list)?;
+    check(
+        !list.iter().any(|p| p == "linux/s390x"),
+        format!("linux/s390x still listed: {list:?}"),
+    )?;
+    // `QEMU_PRESERVE_ARGV0` adds `P`, as in tonistiigi's image.
+    let out = binfmt(&["--uninstall", "qemu-*"], &[])?;
+    expect_exit(&out, 0)?;
+    let out = binfmt(&["--install", "arm64"], &[("QEMU_PRESERVE_ARGV0", "1")])?;
+    expect_exit(&out, 0)?;
+    let entry = raw("qemu-aarch64").ok_or("qemu-aarch64 not registered")?;
+    check(
+        entry.contains("flags: POCF"),
+        format!("qemu-aarch64:\n{entry}"),
+    )
+}
+
+fn binfmt_missing_interpreter_stops_the_action(b: &Binfmt) -> Result<(), Failed> {
+    let before = entries(b)?;
+    // No emulator at all (the `register` image): `all` has nothing.
+    let empty = tempfile::tempdir()?;
+    let path = empty.path().to_string_lossy().into_owned();
+    let out = binfmt(&["--install", "all"], &[("QEMU_BINARY_PATH", &path)])?;
+    let error = action_error(&out).ok_or("the action would go on")?;
+    check(
+        error.contains("no QEMU interpreter in") && error.contains(&path),
+        format!("last line: {error}"),
+    )?;
+    // One emulator missing of two named: refused whole.
+    fs::copy(
+        "/usr/bin/qemu-aarch64-static",
+        empty.path().join("qemu-aarch64-static"),
+    )?;
+    let out = binfmt(
+        &["--install", "arm64,riscv64"],
+        &[("QEMU_BINARY_PATH", &path)],
+    )?;
+    let error = action_error(&out).ok_or("the action would go on")?;
+    check(
+        error.contains("no interpreter for `riscv64`")
+            && error.contains(&format!("{path}/qemu-riscv64-static")),
+        format!("last line: {error}"),
+    )?;
+    // The status was still printed, and nothing changed.
+    supported(&out)?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("changed:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )
+}
+
+fn binfmt_supported_is_what_the_probes_run(_: &Binfmt) -> Result<(), Failed> {
+    let out = binfmt(&["--install", "arm64,riscv64,s390x"], &[])?;
+    expect_exit(&out, 0)?;
+    let list = supported(&binfmt(&[], &[])?)?;
+    check_supported_against_probes(&list)?;
+    check(
+        list.iter().any(|p| p == "linux/riscv64"),
+        format!("linux/riscv64 missing: {list:?}"),
+    )?;
+    let out = binfmt(&["--uninstall", "riscv64"], &[])?;
+    expect_exit(&out, 0)?;
+    let now = supported(&binfmt(&[], &[])?)?;
+    check_supported_against_probes(&now)?;
+    let mut expected = list.clone();
+    expected.retain(|p| p != "linux/riscv64");
+    check(
+        now == expected,
+        format!("after removing riscv64: {now:?}, expected {expected:?}"),
     )
 }
