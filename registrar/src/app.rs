@@ -46,8 +46,13 @@ pub struct Env<'a> {
     pub probe: &'a verify::ProbeRunner<'a>,
 }
 
-/// Runs the command on this host; returns the exit status.
+/// Runs the command on this host; returns the exit status. With
+/// `--private` it does not return when the command starts
+/// ([`private::run`](crate::private::run)).
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    if cli.private {
+        return crate::private::run(cli, err);
+    }
     let binfmt = Binfmt::new(&cli.mount);
     let env = Env {
         registry: &binfmt,
@@ -204,6 +209,7 @@ fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {
         reset: cli.reset,
         replace: cli.replace,
         force: cli.force,
+        private: cli.private,
     }
 }
 

@@ -28,11 +28,21 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Usage error: an unknown option, target or value.
     pub const USAGE: u8 = 2;
+    /// `--private`: the private registry could not be set up (the kernel,
+    /// the namespaces, the mount, or a registration failed); the command
+    /// did not run. As `docker run` and `env` use it.
+    pub const PRIVATE_FAILED: u8 = 125;
+    /// `--private`: the command was found but could not be executed.
+    pub const CANNOT_EXECUTE: u8 = 126;
+    /// `--private`: the command was not found.
+    pub const NOT_FOUND: u8 = 127;
 }
 
 const AFTER_HELP: &str = "\
 Exit status: 0 every requested target ended as requested; 1 a target failed \
-or was refused (each is named), or binfmt_misc is unusable; 2 usage error.
+or was refused (each is named), or binfmt_misc is unusable; 2 usage error. \
+With --private: COMMAND's status; 125 the private registry could not be set \
+up (COMMAND did not run); 126 COMMAND cannot be executed; 127 not found.
 
 Examples:
   qus-register --reset -p yes          register every foreign target with F
@@ -40,7 +50,8 @@ Examples:
   qus-register --status --json         what is registered, for scripts
   qus-register --verify                does every registered handler run?
   qus-register --uninstall all         remove every qemu-* entry, nothing else
-  qus-register --compat binfmt --install all   tonistiigi/binfmt's command line";
+  qus-register --compat binfmt --install all   tonistiigi/binfmt's command line
+  qus-register --private --targets arm64 -- make test   without root, host untouched";
 
 /// `yes` or `no`, as QEMU's script spells its switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,6 +196,22 @@ pub struct Cli {
     /// The host CPU as `uname -m` names it (decides the host family).
     #[arg(long, value_name = "CPU", env = "HOST_ARCH", hide_short_help = true)]
     pub host_arch: Option<String>,
+
+    /// Register in a private binfmt_misc, then run COMMAND in it: a new
+    /// user and mount namespace (Linux 6.7+; no root needed) gets its own
+    /// registry, which the kernel uses for COMMAND and everything it starts
+    /// (rootless Podman, `apptainer --userns`, `unshare`); the host's
+    /// registry is never touched. Without COMMAND, `$SHELL` runs. Every
+    /// registration option applies.
+    #[arg(
+        long,
+        conflicts_with_all = ["status", "uninstall", "systemd", "debian", "dry_run"]
+    )]
+    pub private: bool,
+
+    /// With `--private`: the command to run, after `--`.
+    #[arg(last = true, value_name = "COMMAND", requires = "private")]
+    pub command: Vec<OsString>,
 
     /// Behave as another tool's command line; must be the first argument.
     /// `binfmt`: tonistiigi/binfmt's (`--install`, `--uninstall`,

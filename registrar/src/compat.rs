@@ -389,6 +389,7 @@ fn request(qemu_path: &str, flags: Flags, targets: Option<Vec<&'static Target>>)
         reset: false,
         replace: false,
         force: false,
+        private: false,
     }
 }
 

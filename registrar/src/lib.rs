@@ -17,6 +17,7 @@
 //! - [`verify`]: embedded probes run through the registered handlers;
 //! - [`platform`]: the OCI platforms this host runs, as buildkit lists them;
 //! - [`compat`]: the tonistiigi/binfmt-compatible command (`binfmt`);
+//! - [`private`]: `--private`, a registry of one's own in a user namespace;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
@@ -32,6 +33,7 @@ pub mod guard;
 pub mod interpreter;
 pub mod plan;
 pub mod platform;
+pub mod private;
 pub mod registry;
 pub mod status;
 pub mod targets;

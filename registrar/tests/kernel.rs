@@ -100,6 +100,22 @@ fn main() {
             "binfmt_supported_is_what_the_probes_run",
             binfmt_supported_is_what_the_probes_run,
         ),
+        (
+            "private_registry_as_root_leaves_the_host_alone",
+            private_registry_as_root_leaves_the_host_alone,
+        ),
+        (
+            "private_registry_as_nobody_leaves_the_host_alone",
+            private_registry_as_nobody_leaves_the_host_alone,
+        ),
+        (
+            "private_passes_on_the_commands_status",
+            private_passes_on_the_commands_status,
+        ),
+        (
+            "private_without_user_namespaces_says_why",
+            private_without_user_namespaces_says_why,
+        ),
     ];
     let trials = tests
         .iter()
@@ -943,5 +959,187 @@ fn binfmt_supported_is_what_the_probes_run(_: &Binfmt) -> Result<(), Failed> {
     check(
         now == expected,
         format!("after removing riscv64: {now:?}, expected {expected:?}"),
+    )
+}
+
+// ---- --private --------------------------------------------------------------
+
+/// Every file of the host's binfmt_misc, name and bytes: compared before
+/// and after a `--private` run, which must not change one byte.
+fn host_registry_bytes() -> Result<std::collections::BTreeMap<String, Vec<u8>>, Failed> {
+    let mut all = std::collections::BTreeMap::new();
+    for item in fs::read_dir(DEFAULT_MOUNT)? {
+        let item = item?;
+        // `register` is write-only.
+        if item.file_name() == "register" {
+            continue;
+        }
+        all.insert(
+            item.file_name().to_string_lossy().into_owned(),
+            fs::read(item.path())?,
+        );
+    }
+    Ok(all)
+}
+
+/// The registrar and the aarch64 and riscv64 probes copied into a
+/// directory anyone may read and enter (mode 755), for runs as `nobody`.
+fn world_readable_copies() -> Result<(tempfile::TempDir, std::path::PathBuf), Failed> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir()?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+    let probes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/probes/bin");
+    for (from, to) in [
+        (assert_cmd::cargo::cargo_bin("qus-register"), "qus-register"),
+        (probes.join("aarch64"), "aarch64"),
+        (probes.join("riscv64"), "riscv64"),
+    ] {
+        let path = dir.path().join(to);
+        fs::copy(from, &path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    }
+    let bin = dir.path().to_owned();
+    Ok((dir, bin))
+}
+
+/// `qus-register --private --targets aarch64,riscv64 -p yes -- sh -c ...`
+/// running both probes, then the aarch64 one again in a nested user
+/// namespace; `prefix` runs it as another user.
+fn private_probes(prefix: &[&str]) -> Result<(), Failed> {
+    let (_dir, bin) = world_readable_copies()?;
+    let before = host_registry_bytes()?;
+    let script = format!(
+        "{b}/aarch64 && {b}/riscv64 && unshare -Ur {b}/aarch64",
+        b = bin.display()
+    );
+    let qus = bin.join("qus-register");
+    let mut argv: Vec<&std::ffi::OsStr> = prefix.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(qus.as_os_str());
+    let rest = [
+        "--private",
+        "--targets",
+        "aarch64,riscv64",
+        "-p",
+        "yes",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    argv.extend(rest.iter().map(std::ffi::OsStr::new));
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(&bin)
+        .output()?;
+    expect_exit(&out, 0)?;
+    check(
+        text(&out.stdout) == "aarch64\nriscv64\naarch64\n",
+        format!(
+            "stdout: {:?}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
+    )?;
+    check(
+        text(&out.stderr)
+            .contains("private binfmt_misc at `/proc/sys/fs/binfmt_misc`: 2 registered"),
+        format!("stderr:\n{}", text(&out.stderr)),
+    )?;
+    // The host has no qemu-aarch64 (the guard removed it): only the private
+    // registry ran the probes. Not one byte of the host's changed.
+    check(
+        raw("qemu-aarch64").is_none(),
+        "qemu-aarch64 appeared on the host",
+    )?;
+    let after = host_registry_bytes()?;
+    check(
+        after == before,
+        format!(
+            "the host's registry changed: before {:?}, after {:?}",
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        ),
+    )
+}
+
+fn private_registry_as_root_leaves_the_host_alone(_: &Binfmt) -> Result<(), Failed> {
+    private_probes(&[])
+}
+
+fn private_registry_as_nobody_leaves_the_host_alone(_: &Binfmt) -> Result<(), Failed> {
+    private_probes(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ])
+}
+
+fn private_passes_on_the_commands_status(_: &Binfmt) -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let before = host_registry_bytes()?;
+    let private = |command: &[&str]| {
+        let mut args = vec!["--private", "--targets", "aarch64", "--"];
+        args.extend_from_slice(command);
+        register(&args)
+    };
+    expect_exit(&private(&["sh", "-c", "exit 7"]), 7)?;
+    expect_exit(&private(&["/nonexistent/qus-command"]), 127)?;
+    expect_exit(&private(&["/"]), 126)?;
+    // The command replaced the registrar: a signal that kills it kills
+    // "the registrar".
+    let out = private(&["sh", "-c", "kill -TERM $$"]);
+    check(
+        out.status.signal() == Some(libc::SIGTERM),
+        format!("status {:?}", out.status),
+    )?;
+    // A registration that fails runs nothing: exit 125.
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("ran");
+    let out = register(&[
+        "--private",
+        "--targets",
+        "aarch64",
+        "-p",
+        "yes",
+        "-Q",
+        "/nonexistent",
+        "--",
+        "touch",
+        &marker.to_string_lossy(),
+    ]);
+    expect_exit(&out, 125)?;
+    check(
+        !marker.exists(),
+        "the command ran after a failed registration",
+    )?;
+    check(
+        text(&out.stderr).contains("`/nonexistent/qemu-aarch64-static` does not exist")
+            && text(&out.stderr).contains("was not run"),
+        format!("stderr:\n{}", text(&out.stderr)),
+    )?;
+    check(
+        host_registry_bytes()? == before,
+        "the host's registry changed",
+    )
+}
+
+fn private_without_user_namespaces_says_why(_: &Binfmt) -> Result<(), Failed> {
+    // Inside a user namespace whose limit on nested ones is 0, as on hosts
+    // that disable them with `user.max_user_namespaces=0`.
+    let qus = assert_cmd::cargo::cargo_bin("qus-register");
+    let out = std::process::Command::new("unshare")
+        .args(["-Ur", "sh", "-c"])
+        .arg(format!(
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec {} --private -- true",
+            qus.display()
+        ))
+        .output()?;
+    expect_exit(&out, 125)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains("cannot create a user namespace: user namespaces are disabled (`user.max_user_namespaces` is 0)")
+            && stderr.contains("hint: as root: `sysctl -w user.max_user_namespaces="),
+        format!("stderr:\n{stderr}"),
     )
 }
