@@ -48,10 +48,14 @@ pub struct Env<'a> {
 
 /// Runs the command on this host; returns the exit status. With
 /// `--private` it does not return when the command starts
-/// ([`private::run`](crate::private::run)).
+/// ([`private::run`](crate::private::run)); with `--wait` it returns when a
+/// signal stops it ([`daemon::run`](crate::daemon::run)).
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     if cli.private {
         return crate::private::run(cli, err);
+    }
+    if cli.wait {
+        return crate::daemon::run(cli, out, err);
     }
     let binfmt = Binfmt::new(&cli.mount);
     let env = Env {
@@ -65,7 +69,9 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
 
 /// Runs the command on `env`; returns the exit status. A reader that went
 /// away (`qus-register ... | head`) loses the rest of the report, never the
-/// errors on `err` nor the exit status.
+/// errors on `err` nor the exit status. `--private` and `--wait` are
+/// [`run`]'s: here they register once (see `private.rs` and
+/// [`daemon::run_with`](crate::daemon::run_with)).
 pub fn run_with(
     cli: &Cli,
     env: &Env<'_>,
@@ -193,6 +199,17 @@ fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
         return Ok(Mode::Uninstall(Some(resolve_list("--uninstall", &names)?)));
     }
     Ok(Mode::Register(explicit))
+}
+
+/// The registration `cli` asks for, `--targets` resolved: what `--wait`
+/// keeps registered.
+pub fn registration(cli: &Cli) -> Result<Request, UsageError> {
+    let explicit = cli
+        .targets
+        .as_deref()
+        .map(|t| resolve_list("--targets", t))
+        .transpose()?;
+    Ok(request(cli, explicit))
 }
 
 fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {

@@ -51,7 +51,8 @@ Examples:
   qus-register --verify                does every registered handler run?
   qus-register --uninstall all         remove every qemu-* entry, nothing else
   qus-register --compat binfmt --install all   tonistiigi/binfmt's command line
-  qus-register --private --targets arm64 -- make test   without root, host untouched";
+  qus-register --private --targets arm64 -- make test   without root, host untouched
+  qus-register -p yes --wait --health-file /run/qus/ready   keep them registered";
 
 /// `yes` or `no`, as QEMU's script spells its switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -208,6 +209,40 @@ pub struct Cli {
         conflicts_with_all = ["status", "uninstall", "systemd", "debian", "dry_run"]
     )]
     pub private: bool,
+
+    /// Stay running after registering: every `--interval` check the
+    /// requested entries again (and, with `--verify`, run their probes),
+    /// mount binfmt_misc if it went, re-register what vanished or changed,
+    /// log each repair, and keep `--health-file` up to date. SIGTERM or
+    /// SIGINT ends it with exit 0.
+    #[arg(
+        long,
+        conflicts_with_all = ["status", "uninstall", "systemd", "debian", "dry_run", "private"]
+    )]
+    pub wait: bool,
+
+    /// With `--wait`: seconds between checks (1 to 86400).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        env = "QUS_INTERVAL",
+        default_value = "10",
+        value_parser = clap::value_parser!(u64).range(1..=86400)
+    )]
+    pub interval: u64,
+
+    /// With `--wait`: a file that exists while every requested target is
+    /// registered as asked (and runnable, with `--verify`), and not
+    /// otherwise; one entry name a line, rewritten at every check. For
+    /// readiness probes.
+    #[arg(long, value_name = "PATH", env = "QUS_HEALTH_FILE")]
+    pub health_file: Option<PathBuf>,
+
+    /// With `--wait`: when stopped, first remove the entries this process
+    /// registered (at start or in a repair) that are still as it registered
+    /// them; entries it found registered are left.
+    #[arg(long, requires = "wait")]
+    pub uninstall_on_exit: bool,
 
     /// With `--private`: the command to run, after `--`.
     #[arg(last = true, value_name = "COMMAND", requires = "private")]

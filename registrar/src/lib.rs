@@ -18,6 +18,7 @@
 //! - [`platform`]: the OCI platforms this host runs, as buildkit lists them;
 //! - [`compat`]: the tonistiigi/binfmt-compatible command (`binfmt`);
 //! - [`private`]: `--private`, a registry of one's own in a user namespace;
+//! - [`daemon`]: `--wait`, keeping the registration and a health file;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ mod apply;
 pub mod binfmt;
 pub mod cli;
 pub mod compat;
+pub mod daemon;
 pub mod elf;
 pub mod entry;
 pub mod export;

@@ -116,6 +116,14 @@ fn main() {
             "private_without_user_namespaces_says_why",
             private_without_user_namespaces_says_why,
         ),
+        (
+            "wait_repairs_and_uninstall_on_exit_restores",
+            wait_repairs_and_uninstall_on_exit_restores,
+        ),
+        (
+            "wait_through_a_bind_mounted_registry",
+            wait_through_a_bind_mounted_registry,
+        ),
     ];
     let trials = tests
         .iter()
@@ -1142,4 +1150,170 @@ fn private_without_user_namespaces_says_why(_: &Binfmt) -> Result<(), Failed> {
             && stderr.contains("hint: as root: `sysctl -w user.max_user_namespaces="),
         format!("stderr:\n{stderr}"),
     )
+}
+
+// ---- --wait -----------------------------------------------------------------
+
+/// A `--wait` daemon, killed (and reaped) if a test fails half-way.
+struct Daemon {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program args` with stderr to a file in `dir`.
+    fn start(dir: &Path, program: &Path, args: &[&str]) -> Result<Self, Failed> {
+        let stderr = dir.join("daemon.stderr");
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&stderr)?)
+            .spawn()?;
+        Ok(Self { child, stderr })
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// utime + stime of the daemon, in clock ticks (`/proc/<pid>/stat`).
+    fn cpu_ticks(&self) -> Result<u64, Failed> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which is in parentheses.
+        let after = stat.rsplit_once(')').ok_or("no `)` in stat")?.1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat: 12 and 13 here.
+        Ok(f.get(11).ok_or("short stat")?.parse::<u64>()?
+            + f.get(12).ok_or("short stat")?.parse::<u64>()?)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> Result<std::process::ExitStatus, Failed> {
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id())?).ok_or("no pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err("the daemon did not stop within 10 s of SIGTERM".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; the time it took.
+fn within(limit: std::time::Duration, cond: impl Fn() -> bool) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() <= limit {
+        if cond() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+fn wait_repairs_and_uninstall_on_exit_restores(b: &Binfmt) -> Result<(), Failed> {
+    use std::time::Duration;
+    // Someone else's entries: a foreign one, and an s390x entry identical to
+    // what the daemon asks for (it must survive `--uninstall-on-exit`).
+    register_foreign(b)?;
+    expect_exit(&register(&["--targets", "s390x", "-p", "yes"]), 0)?;
+    let before = entries(b)?;
+    let dir = tempfile::tempdir()?;
+    let health = dir.path().join("ready");
+    let daemon = Daemon::start(
+        dir.path(),
+        &assert_cmd::cargo::cargo_bin("qus-register"),
+        &[
+            "--targets",
+            "arm64,riscv64,s390x",
+            "-p",
+            "yes",
+            "--wait",
+            "--interval",
+            "1",
+            "--uninstall-on-exit",
+            "--health-file",
+            &health.to_string_lossy(),
+        ],
+    )?;
+    within(Duration::from_secs(10), || health.exists())
+        .ok_or_else(|| format!("no health file; log:\n{}", daemon.log()))?;
+    check(
+        fs::read_to_string(&health)? == "qemu-aarch64\nqemu-riscv64\nqemu-s390x\n",
+        "health file content",
+    )?;
+    // Flushed by hand: back within two intervals.
+    let registered = raw("qemu-aarch64");
+    b.remove("qemu-aarch64")?;
+    let took = within(Duration::from_secs(2), || raw("qemu-aarch64") == registered)
+        .ok_or_else(|| format!("not repaired within 2 s; log:\n{}", daemon.log()))?;
+    eprintln!("repaired in {took:?}");
+    check(
+        daemon
+            .log()
+            .contains("repairing `qemu-aarch64`: it had vanished"),
+        format!("log:\n{}", daemon.log()),
+    )?;
+    // Idle: a second of CPU ticks over five seconds would be a busy loop.
+    let t0 = daemon.cpu_ticks()?;
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = daemon.cpu_ticks()? - t0;
+    eprintln!("idle CPU over 5 s at --interval 1: {idle} ticks");
+    check(idle <= 10, format!("{idle} ticks of CPU in 5 s idle"))?;
+    let log_before_stop = daemon.log();
+    let status = daemon.stop()?;
+    check(
+        status.code() == Some(0),
+        format!("exit {status:?}; log:\n{log_before_stop}"),
+    )?;
+    check(!health.exists(), "the health file outlived the daemon")?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("not as before the daemon:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )
+}
+
+fn wait_through_a_bind_mounted_registry(b: &Binfmt) -> Result<(), Failed> {
+    use std::time::Duration;
+    // As in an unprivileged container given the host's binfmt_misc with
+    // `-v /proc/sys/fs/binfmt_misc:/binfmt`: the bind mount lives in a
+    // mount namespace of its own and goes with it.
+    let dir = tempfile::tempdir()?;
+    let binfmt_dir = dir.path().join("binfmt");
+    fs::create_dir(&binfmt_dir)?;
+    let qus = assert_cmd::cargo::cargo_bin("qus-register");
+    let script = format!(
+        "mount --bind {DEFAULT_MOUNT} {m} && exec {q} --mount {m} --targets riscv64 -p yes \
+         --wait --interval 1 --uninstall-on-exit",
+        m = binfmt_dir.display(),
+        q = qus.display()
+    );
+    let before = entries(b)?;
+    let daemon = Daemon::start(
+        dir.path(),
+        Path::new("unshare"),
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+    )?;
+    within(Duration::from_secs(10), || raw("qemu-riscv64").is_some())
+        .ok_or_else(|| format!("not registered; log:\n{}", daemon.log()))?;
+    b.remove("qemu-riscv64")?;
+    within(Duration::from_secs(2), || raw("qemu-riscv64").is_some())
+        .ok_or_else(|| format!("not repaired within 2 s; log:\n{}", daemon.log()))?;
+    let status = daemon.stop()?;
+    check(status.code() == Some(0), format!("exit {status:?}"))?;
+    check(entries(b)? == before, "not as before the daemon")
 }
