@@ -220,8 +220,13 @@ pub fn run_with(
     };
     writeln!(
         err,
-        "qus-register: watching {} entries every {} s{}",
+        "qus-register: watching {} {} every {} s{}",
         wanted.len(),
+        if wanted.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
         options.interval.as_secs(),
         if options.verify { ", with probes" } else { "" }
     )?;
