@@ -683,9 +683,10 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
 }
 
 fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
-    use crate::images::{DebianArch, FixtureOptions};
+    use crate::images::{DebianArch, FixtureOptions, Flavor};
     let mut options = FixtureOptions {
         mirror: args.mirror.clone(),
+        workloads: DebianArch::WORKLOADS.to_vec(),
         force: args.force,
         engine: image_engine(args.engine),
         handle_ctrl_c: true,
@@ -695,21 +696,30 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
         options.cache_dir = dir.clone();
     }
     if let Some(list) = &args.arches {
-        let mut arches = Vec::new();
+        let (mut arches, mut workloads) = (Vec::new(), Vec::new());
         for name in list
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty() && *s != "none")
         {
+            // `workload-<arch>` names a workload fixture; anything else
+            // must be an architecture.
+            if let Some((Flavor::Workload, arch)) = Flavor::parse_stem(name) {
+                workloads.push(arch);
+                continue;
+            }
             match name.parse::<DebianArch>() {
                 Ok(a) => arches.push(a),
                 Err(e) => {
-                    eprintln!("error: invalid value `{name}` for `--arches`: {e}");
+                    eprintln!(
+                        "error: invalid value `{name}` for `--arches`: {e} (or `workload-<arch>`)"
+                    );
                     return exit::USAGE;
                 }
             }
         }
         options.arches = arches;
+        options.workloads = workloads;
     }
     match crate::images::fixtures(&options, &images_progress) {
         Ok(report) => {

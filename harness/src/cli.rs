@@ -136,8 +136,11 @@ pub enum BuildEngine {
 /// `images fixtures` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ImagesFixturesArgs {
-    /// Debian architectures to debootstrap (comma-separated); default:
-    /// arm64, armhf, ppc64el, s390x, i386. `none` builds only the probes.
+    /// Debian architectures to debootstrap (comma-separated), and
+    /// `workload-<arch>` for the workload fixtures (minbase plus compilers,
+    /// Python, Node.js, sudo); default: arm64, armhf, ppc64el, s390x, i386,
+    /// workload-amd64, workload-arm64, workload-s390x. `none` builds only
+    /// the probes.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub arches: Option<Vec<String>>,
 

@@ -7,8 +7,9 @@
 //!   `:register`, and four tags per emulator), plus the release artifacts
 //!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
 //! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
-//!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`,
-//!   and one `FROM scratch` image per probe program
+//!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`
+//!   (and `qus-fixtures/workload-<arch>:<suite>` with compilers, Python,
+//!   Node.js and sudo), and one `FROM scratch` image per probe program
 //!   (`qus-fixtures/probe:<target>`).
 //!
 //! Both are idempotent: every image carries a recipe label (a hash of its
@@ -50,7 +51,8 @@ pub use deb::{DebSource, image_version};
 pub use engine::{BuiltImage, ImageEngine};
 pub use error::ImageBuildError;
 pub use fixtures::{
-    DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, RootfsReport, fixtures,
+    DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, Flavor, RootfsReport,
+    WORKLOAD_PACKAGES, fixtures,
 };
 pub use labels::{
     LABEL_CREATED, LABEL_DEBIAN_ARCH, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_TARGET,

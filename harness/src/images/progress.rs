@@ -52,7 +52,8 @@ pub enum Step {
     },
     /// Make a root filesystem tarball with `debootstrap` (or find it cached).
     Rootfs {
-        /// Debian architecture (`arm64`).
+        /// The fixture's name: its Debian architecture (`arm64`), with its
+        /// flavour for a workload fixture (`workload-arm64`).
         arch: String,
         /// The cache file.
         tarball: PathBuf,
