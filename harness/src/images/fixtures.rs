@@ -257,33 +257,7 @@ async fn build_rootfs_images(
     machine: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<BuiltImage>, Vec<RootfsReport>), ImageBuildError> {
-    let mut seen = BTreeSet::new();
-    let fixtures: Vec<(Flavor, DebianArch)> = options
-        .arches
-        .iter()
-        .map(|&a| (Flavor::Base, a))
-        .chain(options.workloads.iter().map(|&a| (Flavor::Workload, a)))
-        .filter(|f| seen.insert(*f))
-        .collect();
-    let plans: Vec<(DebianArch, RootfsRecipe, String)> = fixtures
-        .iter()
-        .map(|&(flavor, arch)| {
-            let mut include = options.include.clone();
-            include.extend(flavor.packages().iter().map(|p| (*p).to_owned()));
-            include.sort();
-            include.dedup();
-            let recipe = RootfsRecipe {
-                flavor,
-                arch,
-                suite: options.suite.clone(),
-                variant: options.variant.clone(),
-                mirror: mirror.to_owned(),
-                include,
-            };
-            let image = format!("{}/{}:{}", options.repo, recipe.stem(), options.suite);
-            (arch, recipe, image)
-        })
-        .collect();
+    let plans = rootfs_plans(options, mirror);
 
     // Register handlers only for root filesystems that will be made.
     let family = targets::host_family(machine);
@@ -367,6 +341,39 @@ async fn build_rootfs_images(
     // The handlers were only for debootstrap: restore binfmt_misc now.
     drop(handlers);
     Ok(results.into_iter().unzip())
+}
+
+/// Each root filesystem to make, in option order (`arches`, then
+/// `workloads`, each once): its architecture, recipe (the flavour's packages
+/// merged into `include`, sorted) and image name.
+fn rootfs_plans(options: &FixtureOptions, mirror: &str) -> Vec<(DebianArch, RootfsRecipe, String)> {
+    let mut seen = BTreeSet::new();
+    let fixtures: Vec<(Flavor, DebianArch)> = options
+        .arches
+        .iter()
+        .map(|&a| (Flavor::Base, a))
+        .chain(options.workloads.iter().map(|&a| (Flavor::Workload, a)))
+        .filter(|f| seen.insert(*f))
+        .collect();
+    fixtures
+        .iter()
+        .map(|&(flavor, arch)| {
+            let mut include = options.include.clone();
+            include.extend(flavor.packages().iter().map(|p| (*p).to_owned()));
+            include.sort();
+            include.dedup();
+            let recipe = RootfsRecipe {
+                flavor,
+                arch,
+                suite: options.suite.clone(),
+                variant: options.variant.clone(),
+                mirror: mirror.to_owned(),
+                include,
+            };
+            let image = format!("{}/{}:{}", options.repo, recipe.stem(), options.suite);
+            (arch, recipe, image)
+        })
+        .collect()
 }
 
 /// The recipe of a root filesystem's image: the root filesystem's own
@@ -538,6 +545,54 @@ mod tests {
         assert!(lines.contains(&r#"LABEL io.qus.debian-arch="arm64""#));
         assert!(lines.contains(&r#"LABEL io.qus.qemu-target="aarch64""#));
         assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+    }
+
+    #[test]
+    fn plans_name_base_then_workload_fixtures_once_each() {
+        let options = FixtureOptions {
+            arches: vec![DebianArch::Arm64, DebianArch::S390x, DebianArch::Arm64],
+            workloads: vec![DebianArch::Amd64, DebianArch::Arm64, DebianArch::Amd64],
+            include: vec!["zstd".into(), "gcc".into()],
+            ..FixtureOptions::default()
+        };
+        let plans = rootfs_plans(&options, "http://m.example/debian");
+        let names: Vec<&str> = plans.iter().map(|(_, _, image)| image.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "qus-fixtures/arm64:bookworm",
+                "qus-fixtures/s390x:bookworm",
+                "qus-fixtures/workload-amd64:bookworm",
+                "qus-fixtures/workload-arm64:bookworm",
+            ]
+        );
+        let (arch, base, _) = &plans[0];
+        assert_eq!(*arch, DebianArch::Arm64);
+        assert_eq!(
+            (base.flavor, base.include.as_slice()),
+            (Flavor::Base, &["gcc".to_owned(), "zstd".to_owned()][..])
+        );
+        let (arch, workload, _) = &plans[3];
+        assert_eq!(
+            (*arch, workload.flavor),
+            (DebianArch::Arm64, Flavor::Workload)
+        );
+        // The flavour's packages and the extra ones, sorted, `gcc` once.
+        let mut expected: Vec<String> = WORKLOAD_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+        expected.push("zstd".into());
+        expected.sort();
+        assert_eq!(workload.include, expected);
+        assert_eq!(workload.mirror, "http://m.example/debian");
+        assert_ne!(workload.hash(), base.hash());
+        // Without workloads (the library's default), nothing changes for
+        // the base fixtures.
+        let default = rootfs_plans(&FixtureOptions::default(), "http://m.example/debian");
+        assert_eq!(default.len(), DebianArch::DEFAULT.len());
+        assert!(
+            default
+                .iter()
+                .all(|(_, r, _)| r.flavor == Flavor::Base && r.include.is_empty())
+        );
     }
 
     #[test]
