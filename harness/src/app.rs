@@ -1,7 +1,10 @@
 //! What each `qus-harness` command does with its parsed arguments.
 //!
 //! The main function is [`main`]: it dispatches a [`Cli`] to `run`,
-//! `validate`, `schema`, `list` or `plan` and returns the exit status.
+//! `validate`, `schema`, `list`, `plan`, `doctor`, `images` or `compare`
+//! and returns the exit status. A `run` with `--qemu` resolves its QEMUs
+//! (`qemu::resolve`) and runs one group of instances per QEMU
+//! (`runner::run_matrix`).
 //! Results go to stdout, diagnostics to stderr through `tracing`, errors to
 //! stderr as `error: …`. Loading is complete (every file, every error)
 //! before anything starts.
@@ -9,16 +12,18 @@
 use std::io::{self, IsTerminal as _};
 
 use crate::cli::{
-    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, PathsArgs,
-    RunArgs, RuntimeChoice, SelectArgs, exit,
+    Cli, Command, CompareArgs, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs,
+    PathsArgs, RunArgs, RuntimeChoice, SelectArgs, exit,
 };
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
 use crate::prepare;
+use crate::qemu::{HostQemuProbe, ResolveOptions};
+use crate::report::QemuInfo;
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
-use crate::runner::{self, RunOptions, TEARDOWN_GRACE, error_chain};
+use crate::runner::{self, QemuGroup, QemuMatrix, RunOptions, TEARDOWN_GRACE, error_chain};
 use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
     UnavailableRuntime,
@@ -64,6 +69,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Doctor(args) => doctor(&args),
         Command::Images(ImagesCommand::Build(args)) => images_build(&args),
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
+        Command::Compare(args) => compare(&args),
     }
 }
 
@@ -160,6 +166,18 @@ fn registrar_bin() -> Option<String> {
 
 /// Loads, expands and selects. `Err` holds the exit status after printing.
 fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
+    let scenarios = load_selected(select)?;
+    let vars = overrides(select, run_id).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    expand_all(&scenarios, &vars, select)
+}
+
+/// Loads every file and checks that each `--var` names a variable some
+/// scenario declares (or a built-in). `Err` holds the exit status after
+/// printing.
+fn load_selected(select: &SelectArgs) -> Result<Vec<Scenario>, u8> {
     let scenarios = load(&select.paths).ok_or(exit::USAGE)?;
     // A `--var` no scenario declares would be ignored: catch the typo.
     for assignment in &select.vars {
@@ -177,13 +195,19 @@ fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
             return Err(exit::USAGE);
         }
     }
-    let vars = overrides(select, run_id).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::USAGE
-    })?;
+    Ok(scenarios)
+}
+
+/// Expands every scenario with `vars` and keeps the selected instances,
+/// sorted by id. `Err` holds the exit status after printing.
+fn expand_all(
+    scenarios: &[Scenario],
+    vars: &VarOverrides,
+    select: &SelectArgs,
+) -> Result<Vec<Instance>, u8> {
     let mut all = Vec::new();
-    for s in &scenarios {
-        match scenario::expand(s, &vars) {
+    for s in scenarios {
+        match scenario::expand(s, vars) {
             Ok(mut instances) => all.append(&mut instances),
             Err(e) => {
                 print_error(&e);
@@ -418,7 +442,18 @@ fn print_plan(planned: &[Planned]) {
 
 fn run(args: &RunArgs, verbose: bool) -> u8 {
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
-    let instances = match instances(&args.select, &run_id) {
+    let scenarios = match load_selected(&args.select) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let vars = match overrides(&args.select, &run_id) {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let instances = match expand_all(&scenarios, &vars, &args.select) {
         Ok(i) => i,
         Err(code) => return code,
     };
@@ -451,14 +486,56 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::ENVIRONMENT;
     }
     let host = HostInfo::read();
-    let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
-    if !args.no_prepare
-        && let Err(code) = prepare_images(&tokio, &engine, &planned)
-    {
-        return code;
+    // Whether the run may write binfmt_misc: it then saves the host's
+    // entries first, and registers each QEMU's handlers as a baseline.
+    let writes_host = host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing;
+    let groups = if args.qemu.is_empty() {
+        None
+    } else {
+        let qemus = match resolve_qemus(&tokio, &engine, &probe, args, &vars) {
+            Ok(q) => q,
+            Err(code) => return code,
+        };
+        if !writes_host {
+            eprintln!(
+                "warning: binfmt_misc cannot be written here (root and binfmt_misc are needed):                  each QEMU's handlers are not registered before its instances, which run on the                  handlers the host has"
+            );
+        }
+        let mut groups = Vec::new();
+        for qemu in qemus {
+            let vars = vars.clone().with_qemu_version(&qemu.version);
+            let instances = match expand_all(&scenarios, &vars, &args.select) {
+                Ok(i) => i,
+                Err(code) => return code,
+            };
+            let planned =
+                with_engine!(&engine, rt => plan::plan(instances, rt, probe.clone(), &host));
+            groups.push(QemuGroup {
+                baseline: writes_host.then(|| format!("{}:{}", qemu_repo(&vars), qemu.version)),
+                qemu,
+                planned,
+            });
+        }
+        Some(groups)
+    };
+    let planned = match &groups {
+        Some(_) => Vec::new(),
+        None => with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host)),
+    };
+    if !args.no_prepare {
+        let all: Vec<Planned> = match &groups {
+            Some(groups) => groups
+                .iter()
+                .flat_map(|g| g.planned.iter().cloned())
+                .collect(),
+            None => planned.clone(),
+        };
+        if let Err(code) = prepare_images(&tokio, &engine, &all) {
+            return code;
+        }
     }
     // Save the host's binfmt_misc state whenever we could change it.
-    let guard = if host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing {
+    let guard = if writes_host {
         match HostGuard::take(qus_registrar::binfmt::Binfmt::default()) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -485,8 +562,19 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);
-    let end =
-        with_engine!(engine, rt => runner::run(&tokio, rt, planned, options, guard, &mut on_event));
+    let end = match groups {
+        Some(groups) => {
+            let matrix = QemuMatrix {
+                groups,
+                probe: (host.binfmt != qus_registrar::binfmt::MountState::Missing)
+                    .then(|| std::sync::Arc::new(HostQemuProbe::default()) as std::sync::Arc<_>),
+            };
+            with_engine!(engine, rt => runner::run_matrix(&tokio, rt, matrix, options, guard, &mut on_event))
+        }
+        None => {
+            with_engine!(engine, rt => runner::run(&tokio, rt, planned, options, guard, &mut on_event))
+        }
+    };
     let report_result = reporters.finish();
     let end = match end {
         Ok(end) => end,
@@ -518,6 +606,124 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::FAILED;
     }
     summary_code(&end.summary)
+}
+
+/// The registrar repository of a `--qemu` run: `--var QUS_REPO=...`, else
+/// the environment's `QUS_REPO`, else `qus/qemu-user-static`.
+fn qemu_repo(vars: &VarOverrides) -> String {
+    vars.cli(prepare::REPO_VARIABLE)
+        .or_else(|| vars.env(prepare::REPO_VARIABLE))
+        .unwrap_or(crate::images::DEFAULT_REPO)
+        .to_owned()
+}
+
+/// Resolves `--qemu` to image versions in the engine's image store,
+/// building the versions no image holds (unless `--no-prepare`). `Err` is
+/// the exit status after printing.
+fn resolve_qemus(
+    tokio: &tokio::runtime::Runtime,
+    engine: &Engine,
+    probe: &Result<(), String>,
+    args: &RunArgs,
+    vars: &VarOverrides,
+) -> Result<Vec<QemuInfo>, u8> {
+    use crate::images::ImageEngine;
+    let docker = || ImageEngine::Docker(None);
+    let (stores, builder) = match engine {
+        Engine::Docker(d) => {
+            let here = ImageEngine::Docker(Some(d.endpoint().to_owned()));
+            (vec![here.clone()], here)
+        }
+        Engine::Podman(p) => {
+            let here = ImageEngine::Podman(Some(p.endpoint().to_owned()));
+            // Docker builds when it answers (Podman then copies), as
+            // `prepare` does; else Podman builds for itself.
+            let builder = match tokio.block_on(crate::runtime::DockerRuntime::connect()) {
+                Ok(_) => docker(),
+                Err(_) => here.clone(),
+            };
+            (vec![here, docker()], builder)
+        }
+        Engine::Singularity(_) => (vec![docker()], docker()),
+        Engine::Host(_) | Engine::Unavailable(_) => {
+            let why = match probe {
+                Err(e) => format!("the engine is unusable: {e}"),
+                Ok(()) => "the host runtime runs no images".to_owned(),
+            };
+            eprintln!(
+                "error: `--qemu` runs each QEMU from its registrar images, which needs a                  container engine; {why}"
+            );
+            eprintln!("  hint: pick one with `--runtime docker|podman|singularity`");
+            return Err(exit::USAGE);
+        }
+    };
+    let options = ResolveOptions {
+        repo: qemu_repo(vars),
+        stores,
+        builder: (!args.no_prepare).then_some(builder),
+    };
+    let mut announce = |name: &crate::qemu::QemuSelector, builder: &ImageEngine| {
+        progress!(
+            "prepare        building QEMU {name} with {} into {}",
+            builder.name(),
+            options.repo
+        );
+    };
+    crate::qemu::resolve(tokio, &args.qemu, &options, &mut announce, &images_progress).map_err(
+        |e| {
+            eprintln!("error: {}", error_chain(&e));
+            if e.is_usage() {
+                exit::USAGE
+            } else {
+                exit::ENVIRONMENT
+            }
+        },
+    )
+}
+
+/// `compare`: prints the listing (or the Markdown with `--markdown -`),
+/// writes the Markdown file, and returns 0, 1 (a regression) or 2.
+fn compare(args: &CompareArgs) -> u8 {
+    let options = crate::compare::CompareOptions {
+        base: args.base.clone(),
+        candidate: args.candidate.clone(),
+        base_qemu: args.base_qemu.clone(),
+        candidate_qemu: args.candidate_qemu.clone(),
+        known: args.known.clone(),
+        threshold: args.slowdown,
+    };
+    let comparison = match crate::compare::load(&options) {
+        Ok(c) => c,
+        Err(e) => {
+            print_error(&e);
+            if let crate::compare::CompareError::Known { errors, .. } = &e {
+                for error in errors {
+                    eprintln!("{error}");
+                }
+            }
+            return exit::USAGE;
+        }
+    };
+    let markdown = crate::compare::markdown(&comparison);
+    match args.markdown.as_deref() {
+        Some(path) if path == std::path::Path::new("-") => say!("{}", markdown.trim_end()),
+        Some(path) => {
+            if let Err(e) = std::fs::write(path, &markdown) {
+                eprintln!(
+                    "error: failed to write the Markdown `{}`: {e}",
+                    path.display()
+                );
+                return exit::USAGE;
+            }
+            say!("{}", crate::compare::listing(&comparison).trim_end());
+        }
+        None => say!("{}", crate::compare::listing(&comparison).trim_end()),
+    }
+    if comparison.fails() {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
 }
 
 fn summary_code(summary: &crate::report::RunSummary) -> u8 {

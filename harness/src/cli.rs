@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
+use crate::qemu::QemuSelector;
 use crate::scenario::{TagExpr, parse_tag_expr};
 
 /// Exit statuses of `qus-harness`.
@@ -70,7 +71,57 @@ pub enum Command {
     /// Build the images qus ships and the fixture images scenarios use.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Compare two JSON reports (`run --json`): regressions, fixes, new and
+    /// removed instances, workloads that got slower. The release gate's
+    /// verdict: exit 0 when the candidate regressed nowhere (or only where
+    /// a known difference says so), 1 when it did, 2 on a usage error.
+    Compare(CompareArgs),
 }
+
+/// `compare` flags.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = COMPARE_AFTER_HELP)]
+pub struct CompareArgs {
+    /// The report of the reference run (the release before).
+    #[arg(value_name = "BASE.json")]
+    pub base: PathBuf,
+
+    /// The report of the run under judgement.
+    #[arg(value_name = "CANDIDATE.json")]
+    pub candidate: PathBuf,
+
+    /// A workload regressed when its slowdown grew by more than this:
+    /// `25%` (the default) or a fraction such as `0.25`.
+    #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+    pub slowdown: f64,
+
+    /// Also write the comparison as Markdown tables to FILE (`-`: print
+    /// the Markdown instead of the listing).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Known differences (YAML, `known: [{ id | pattern, qemu, reason }]`):
+    /// the regressions and slowdowns they list are reported as known and
+    /// do not fail.
+    #[arg(long, value_name = "FILE")]
+    pub known: Option<PathBuf>,
+
+    /// The QEMU of BASE to compare, when it holds several (a name such as
+    /// `10.0` or an image version such as `10.0.2-1`).
+    #[arg(long, value_name = "V")]
+    pub base_qemu: Option<String>,
+
+    /// The QEMU of CANDIDATE to compare, when it holds several.
+    #[arg(long, value_name = "V")]
+    pub candidate_qemu: Option<String>,
+}
+
+const COMPARE_AFTER_HELP: &str = "\
+Exit status: 0 no regression and no slowdown over the threshold that is not \
+a known difference; 1 a regression (passed in BASE, failed, errored or timed \
+out in CANDIDATE) or such a slowdown; 2 usage error (a file that cannot be \
+read, a report of another schema version, an unknown or ambiguous QEMU, a \
+known-differences file that does not load).";
 
 /// `images` subcommands.
 #[derive(Debug, Subcommand)]
@@ -295,6 +346,21 @@ pub struct RunArgs {
     /// Podman gets a copy of what it lacks from Docker.
     #[arg(long)]
     pub no_prepare: bool,
+
+    /// Run every instance once per QEMU: names such as `7.2,11.1`
+    /// (comma-separated, repeatable), each resolved to the newest image
+    /// version of that QEMU in the registrar repository (`QUS_REPO` from
+    /// `--var` or the environment, else `qus/qemu-user-static`), built
+    /// first when no image holds it. Scenarios read it as `${QUS_VERSION}`.
+    /// Also `QUS_QEMU`.
+    #[arg(
+        long,
+        value_name = "VERSIONS",
+        value_delimiter = ',',
+        env = "QUS_QEMU",
+        value_parser = parse_qemu
+    )]
+    pub qemu: Vec<QemuSelector>,
 }
 
 fn parse_regex(s: &str) -> Result<Regex, String> {
@@ -307,6 +373,25 @@ fn parse_tags(s: &str) -> Result<TagExpr, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::scenario::parse_duration(s)
+}
+
+fn parse_qemu(s: &str) -> Result<QemuSelector, String> {
+    QemuSelector::parse(s.trim())
+}
+
+/// `25%` or `0.25` as the fraction 0.25; not negative.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let (number, scale) = match s.trim().strip_suffix('%') {
+        Some(n) => (n.trim(), 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{s}` is not a percentage such as `25%` or a fraction such as `0.25`")
+    })?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{s}` is negative or not finite"));
+    }
+    Ok(value / scale)
 }
 
 #[cfg(test)]
@@ -331,6 +416,33 @@ mod tests {
         assert_eq!(r.select.paths.paths, [PathBuf::from("scenarios")]);
         assert_eq!(r.step_timeout, Duration::from_secs(600));
         assert_eq!(r.select.runtime, RuntimeChoice::Auto);
+    }
+
+    #[test]
+    fn qemu_names_are_comma_separated_and_repeatable() {
+        let Command::Run(r) = parse(&["run", "--qemu", "7.2, 10.0", "--qemu", "11.1.3-2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        let names: Vec<&str> = r.qemu.iter().map(QemuSelector::as_str).collect();
+        assert_eq!(names, ["7.2", "10.0", "11.1.3-2"]);
+        let Command::Run(r) = parse(&["run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert!(r.qemu.is_empty() || std::env::var_os("QUS_QEMU").is_some());
+    }
+
+    #[test]
+    fn compare_thresholds_are_percentages_or_fractions() {
+        let threshold = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Compare(c) => c.slowdown,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(threshold(&["compare", "a", "b"]), 0.25);
+        assert_eq!(threshold(&["compare", "a", "b", "--slowdown", "10%"]), 0.1);
+        assert_eq!(threshold(&["compare", "a", "b", "--slowdown", "0.5"]), 0.5);
     }
 
     #[test]
@@ -362,6 +474,17 @@ mod tests {
             (&["run", "--runtime", "lxc"], "--runtime"),
             (&["images", "build", "--engine", "buildah"], "--engine"),
             (&["images", "fixtures", "--engine", "kaniko"], "--engine"),
+            (&["run", "--qemu", "7.2,latest"], "--qemu"),
+            (&["run", "--qemu", "7.2.0-"], "--qemu"),
+            (
+                &["compare", "a.json", "b.json", "--slowdown", "much"],
+                "--slowdown",
+            ),
+            (
+                &["compare", "a.json", "b.json", "--slowdown=-5%"],
+                "--slowdown",
+            ),
+            (&["compare", "a.json"], "CANDIDATE.json"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -141,6 +141,11 @@ impl Engine {
         })
     }
 
+    /// The engine's Docker-compatible API (for listings).
+    pub(crate) fn api(&self) -> &Docker {
+        &self.docker
+    }
+
     /// The image `reference` names, or `None` when there is none.
     pub(crate) async fn inspect(
         &self,
@@ -415,7 +420,11 @@ pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
-fn engine_error(operation: &'static str, object: &str, err: BollardError) -> ImageBuildError {
+pub(crate) fn engine_error(
+    operation: &'static str,
+    object: &str,
+    err: BollardError,
+) -> ImageBuildError {
     let (status, message) = match err {
         BollardError::DockerResponseServerError {
             status_code,

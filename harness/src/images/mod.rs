@@ -33,6 +33,7 @@ mod error;
 mod fixtures;
 mod handler;
 mod labels;
+mod listing;
 mod mirror;
 mod paths;
 mod probes;
@@ -57,6 +58,7 @@ pub use labels::{
     LABEL_QEMU_VERSION, LABEL_RECIPE, LABEL_REGISTRAR_VERSION, LABEL_REVISION, LABEL_SOURCE,
     LABEL_TITLE, LABEL_UNAME, LABEL_VERSION,
 };
+pub use listing::{RepositoryTag, repository_tags};
 pub use mirror::{DEFAULT_MIRROR, mirror_from_sources};
 pub use paths::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, default_cache_dir, workspace_root};
 pub use probes::{ProbeRow, read_probe_table};

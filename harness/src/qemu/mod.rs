@@ -1,0 +1,20 @@
+//! The QEMU dimension of a run: which QEMUs `--qemu` names, and which QEMU
+//! actually ran.
+//!
+//! [`version`] parses QEMU names and image version tags, matches and orders
+//! them (pure); [`resolve`] turns the names of `--qemu 7.2,11.1` into image
+//! versions of the registrar repository, building those missing;
+//! [`HostQemuProbe`] asks the host's registered handlers which QEMU they
+//! run. Scheduling the QEMUs one after another is the runner's
+//! (`runner::run_matrix`); showing them is the reports'.
+
+mod probe;
+mod resolve;
+mod version;
+
+pub use probe::{HostQemuProbe, QEMU_VERSION_ENV, choose_targets, probes_dir, version_line};
+pub use resolve::{ResolveError, ResolveOptions, match_tags, order, resolve};
+pub use version::{
+    ImageVersion, QemuSelector, cmp_optional_versions, cmp_versions, newest_match,
+    qemu_version_matches, ran_mismatch,
+};

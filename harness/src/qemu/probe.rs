@@ -1,0 +1,217 @@
+//! Which QEMU the host's registered handlers run: [`HostQemuProbe`].
+//!
+//! QEMU's user-mode emulators print their version and exit, instead of
+//! running the guest, when the environment holds `QEMU_VERSION` (QEMU's
+//! `linux-user/main.c` reads it as the `-version` option). So executing a
+//! static foreign probe program (`fixtures/probes/bin/<target>`) on the
+//! host with `QEMU_VERSION=1` makes the kernel start the registered
+//! interpreter, which prints `qemu-aarch64 version 7.2.22 (Debian
+//! 1:7.2+dfsg-7+deb12u18+b3)`: the QEMU that actually runs that target's
+//! binaries now, not the one a scenario asked for.
+//!
+//! Which targets are probed is decided by [`choose_targets`] (pure);
+//! running one probe is [`version_line`], the one function to switch when
+//! the registrar library embeds the probes. Binfmt entries are read through
+//! `qus_registrar::binfmt`; nothing here writes them.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use qus_registrar::binfmt::Binfmt;
+
+use crate::images::workspace_root;
+use crate::runner::QemuProbe;
+use crate::runtime::exec;
+
+/// The environment variable that makes a QEMU user-mode emulator print its
+/// version and exit.
+pub const QEMU_VERSION_ENV: &str = "QEMU_VERSION";
+
+/// Bound on one probe (QEMU prints its version in milliseconds).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many targets are probed for one instance at most.
+const MAX_TARGETS: usize = 4;
+
+/// The fallback target when the instance names none that is registered.
+const DEFAULT_TARGET: &str = "aarch64";
+
+/// The probe programs: `fixtures/probes/bin` of the workspace.
+pub fn probes_dir() -> PathBuf {
+    workspace_root().join("fixtures/probes/bin")
+}
+
+/// The targets to probe: those of `preferred` that are `registered` (with
+/// an enabled handler) and have a probe in `available`; when none is,
+/// `aarch64` if it qualifies, else the first registered target that has a
+/// probe. At most [`MAX_TARGETS`].
+pub fn choose_targets(
+    preferred: &[String],
+    registered: &[String],
+    available: &BTreeSet<String>,
+) -> Vec<String> {
+    let usable = |t: &str| registered.iter().any(|r| r == t) && available.contains(t);
+    let mut chosen: Vec<String> = Vec::new();
+    for target in preferred {
+        if usable(target) && !chosen.contains(target) {
+            chosen.push(target.clone());
+        }
+    }
+    if chosen.is_empty() {
+        if usable(DEFAULT_TARGET) {
+            chosen.push(DEFAULT_TARGET.to_owned());
+        } else if let Some(first) = registered.iter().find(|t| available.contains(t.as_str())) {
+            chosen.push(first.clone());
+        }
+    }
+    chosen.truncate(MAX_TARGETS);
+    chosen
+}
+
+/// The version line the interpreter registered for `target` prints when
+/// its probe runs with `QEMU_VERSION=1`.
+///
+/// # Errors
+///
+/// The probe cannot be started (no handler registered: `exec format
+/// error`), times out, fails, or prints no `qemu-... version` line.
+pub async fn version_line(target: &str) -> Result<String, String> {
+    let probe = probes_dir().join(target);
+    let command = vec![probe.display().to_string()];
+    let env = vec![(QEMU_VERSION_ENV.to_owned(), "1".to_owned())];
+    let outcome = exec(&command, &env, PROBE_TIMEOUT)
+        .await
+        .map_err(|e| format!("failed to run `{}`: {e}", probe.display()))?;
+    let line = outcome
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("qemu-") && l.contains(" version "));
+    match line {
+        Some(line) if outcome.is_success() => Ok(line.trim().to_owned()),
+        _ => Err(format!(
+            "`{QEMU_VERSION_ENV}=1 {}` printed no QEMU version (exit code {}{}): {}",
+            probe.display(),
+            outcome.exit_code,
+            if outcome.timed_out { ", timed out" } else { "" },
+            outcome.stdout.lines().next().unwrap_or("no output")
+        )),
+    }
+}
+
+/// Probes the host's registered handlers (see the module documentation).
+#[derive(Debug, Default)]
+pub struct HostQemuProbe {
+    binfmt: Binfmt,
+}
+
+impl HostQemuProbe {
+    /// A probe of the handlers in `binfmt`.
+    pub fn new(binfmt: Binfmt) -> Self {
+        Self { binfmt }
+    }
+
+    /// The targets with an enabled `qemu-*` entry, in the mount's order.
+    fn registered(&self) -> Result<Vec<String>, String> {
+        let entries = self
+            .binfmt
+            .list()
+            .map_err(|e| format!("failed to list the binfmt_misc entries: {e}"))?;
+        Ok(entries
+            .iter()
+            .filter(|e| e.enabled && e.is_owned())
+            .filter_map(|e| e.name.strip_prefix("qemu-"))
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// The targets with a probe program.
+    fn available() -> BTreeSet<String> {
+        std::fs::read_dir(probes_dir())
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    async fn lines(&self, preferred: &[String]) -> Result<Vec<String>, String> {
+        let registered = self.registered()?;
+        let targets = choose_targets(preferred, &registered, &Self::available());
+        if targets.is_empty() {
+            return Err(format!(
+                "no enabled `qemu-*` handler with a probe in `{}` is registered",
+                probes_dir().display()
+            ));
+        }
+        let mut lines: Vec<String> = Vec::new();
+        for target in &targets {
+            let line = version_line(target).await?;
+            if !lines.contains(&line) {
+                lines.push(line);
+            }
+        }
+        Ok(lines)
+    }
+}
+
+impl QemuProbe for HostQemuProbe {
+    fn ran<'a>(&'a self, targets: &'a [String]) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(self.lines(targets))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn preferred_registered_targets_first_then_aarch64_then_the_first() {
+        let available: BTreeSet<String> = strings(&["aarch64", "arm", "s390x", "riscv64"])
+            .into_iter()
+            .collect();
+        let registered = strings(&["s390x", "arm", "aarch64", "hexagon"]);
+        assert_eq!(
+            choose_targets(
+                &strings(&["arm", "armv7l", "s390x"]),
+                &registered,
+                &available
+            ),
+            ["arm", "s390x"]
+        );
+        assert_eq!(
+            choose_targets(&strings(&["riscv64"]), &registered, &available),
+            ["aarch64"]
+        );
+        let no_aarch64 = strings(&["hexagon", "s390x", "arm"]);
+        assert_eq!(choose_targets(&[], &no_aarch64, &available), ["s390x"]);
+        assert!(choose_targets(&[], &strings(&["hexagon"]), &available).is_empty());
+        let many = strings(&["aarch64", "arm", "s390x", "riscv64", "aarch64"]);
+        assert_eq!(choose_targets(&many, &many, &available).len(), 4);
+    }
+
+    #[test]
+    fn every_committed_probe_is_found() {
+        let available = HostQemuProbe::available();
+        for target in ["aarch64", "s390x", "riscv64", "ppc64le"] {
+            assert!(available.contains(target), "{target}: {available:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unregistered_target_gives_an_error_not_a_line() {
+        // A directory that mimics binfmt_misc with no entry: nothing to probe.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        std::fs::write(dir.path().join("register"), "").unwrap();
+        let probe = HostQemuProbe::new(Binfmt::new(dir.path()));
+        let err = probe.ran(&strings(&["aarch64"])).await.unwrap_err();
+        assert!(err.contains("no enabled `qemu-*` handler"), "{err}");
+    }
+}
