@@ -230,6 +230,7 @@ mod tests {
             ("timed-out", Passed, None),
             ("fixed", Failed, None),
             ("unskipped", Skipped, None),
+            ("now-skipped", Passed, None),
             ("still-failing", Failed, None),
             ("removed", Passed, None),
             ("same", Passed, None),
@@ -240,6 +241,7 @@ mod tests {
             ("timed-out", TimedOut, None),
             ("fixed", Passed, None),
             ("unskipped", Passed, None),
+            ("now-skipped", Skipped, None),
             ("still-failing", Errored, None),
             ("new", Failed, None),
             ("same", Passed, None),
@@ -250,7 +252,11 @@ mod tests {
         }
         assert_eq!(ids(&c.regressions), ["errored", "regressed", "timed-out"]);
         assert_eq!(ids(&c.fixes), ["fixed"]);
-        assert_eq!(ids(&c.changed), ["still-failing", "unskipped"]);
+        // Skipped is neither a regression nor a fix.
+        assert_eq!(
+            ids(&c.changed),
+            ["now-skipped", "still-failing", "unskipped"]
+        );
         assert_eq!(
             c.new,
             [Presence {
