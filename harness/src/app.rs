@@ -859,6 +859,7 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
         },
         output_dir: args.output.clone(),
         force: args.force,
+        release: args.release,
         engine: image_engine(args.engine),
         handle_ctrl_c: true,
         ..BuildOptions::default()

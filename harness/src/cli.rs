@@ -169,6 +169,11 @@ pub struct ImagesBuildArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// qus's release of this QEMU version: the `N` of the image version
+    /// `7.2.0-N` (a rebuild with a new registrar or a Debian update).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub release: u32,
+
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
