@@ -12,18 +12,17 @@
 use std::io::{self, IsTerminal as _};
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs,
-    PathsArgs, RunArgs, RuntimeChoice, SelectArgs, exit,
+    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, PathsArgs,
+    RunArgs, RuntimeChoice, SelectArgs, exit,
 };
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
 use crate::prepare;
-use crate::qemu::{HostQemuProbe, ResolveOptions};
-use crate::report::QemuInfo;
+use crate::qemu::HostQemuProbe;
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
-use crate::runner::{self, QemuGroup, QemuMatrix, RunOptions, TEARDOWN_GRACE, error_chain};
+use crate::runner::{self, QemuMatrix, RunOptions, TEARDOWN_GRACE, error_chain};
 use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
     UnavailableRuntime,
@@ -69,7 +68,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Doctor(args) => doctor(&args),
         Command::Images(ImagesCommand::Build(args)) => images_build(&args),
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
-        Command::Compare(args) => compare(&args),
+        Command::Compare(args) => compare::compare(&args),
     }
 }
 
@@ -246,6 +245,9 @@ macro_rules! with_engine {
         }
     };
 }
+
+mod compare;
+mod qemu;
 
 /// The Apptainer/Singularity command: the flag or `QUS_SINGULARITY_BIN`,
 /// else `apptainer`, else `singularity`, whichever is on `PATH`.
@@ -487,36 +489,15 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     }
     let host = HostInfo::read();
     // Whether the run may write binfmt_misc: it then saves the host's
-    // entries first, and registers each QEMU's handlers as a baseline.
-    let writes_host = host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing;
+    // entries first (and registers each QEMU's handlers as a baseline).
+    let writes_host = writes_host(&host);
     let groups = if args.qemu.is_empty() {
         None
     } else {
-        let qemus = match resolve_qemus(&tokio, &engine, &probe, args, &vars) {
-            Ok(q) => q,
+        match qemu::groups(&tokio, &engine, &probe, args, &vars, &scenarios, &host) {
+            Ok(groups) => Some(groups),
             Err(code) => return code,
-        };
-        if !writes_host {
-            eprintln!(
-                "warning: binfmt_misc cannot be written here (root and binfmt_misc are needed):                  each QEMU's handlers are not registered before its instances, which run on the                  handlers the host has"
-            );
         }
-        let mut groups = Vec::new();
-        for qemu in qemus {
-            let vars = vars.clone().with_qemu_version(&qemu.version);
-            let instances = match expand_all(&scenarios, &vars, &args.select) {
-                Ok(i) => i,
-                Err(code) => return code,
-            };
-            let planned =
-                with_engine!(&engine, rt => plan::plan(instances, rt, probe.clone(), &host));
-            groups.push(QemuGroup {
-                baseline: writes_host.then(|| format!("{}:{}", qemu_repo(&vars), qemu.version)),
-                qemu,
-                planned,
-            });
-        }
-        Some(groups)
     };
     let planned = match &groups {
         Some(_) => Vec::new(),
@@ -608,122 +589,10 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     summary_code(&end.summary)
 }
 
-/// The registrar repository of a `--qemu` run: `--var QUS_REPO=...`, else
-/// the environment's `QUS_REPO`, else `qus/qemu-user-static`.
-fn qemu_repo(vars: &VarOverrides) -> String {
-    vars.cli(prepare::REPO_VARIABLE)
-        .or_else(|| vars.env(prepare::REPO_VARIABLE))
-        .unwrap_or(crate::images::DEFAULT_REPO)
-        .to_owned()
-}
-
-/// Resolves `--qemu` to image versions in the engine's image store,
-/// building the versions no image holds (unless `--no-prepare`). `Err` is
-/// the exit status after printing.
-fn resolve_qemus(
-    tokio: &tokio::runtime::Runtime,
-    engine: &Engine,
-    probe: &Result<(), String>,
-    args: &RunArgs,
-    vars: &VarOverrides,
-) -> Result<Vec<QemuInfo>, u8> {
-    use crate::images::ImageEngine;
-    let docker = || ImageEngine::Docker(None);
-    let (stores, builder) = match engine {
-        Engine::Docker(d) => {
-            let here = ImageEngine::Docker(Some(d.endpoint().to_owned()));
-            (vec![here.clone()], here)
-        }
-        Engine::Podman(p) => {
-            let here = ImageEngine::Podman(Some(p.endpoint().to_owned()));
-            // Docker builds when it answers (Podman then copies), as
-            // `prepare` does; else Podman builds for itself.
-            let builder = match tokio.block_on(crate::runtime::DockerRuntime::connect()) {
-                Ok(_) => docker(),
-                Err(_) => here.clone(),
-            };
-            (vec![here, docker()], builder)
-        }
-        Engine::Singularity(_) => (vec![docker()], docker()),
-        Engine::Host(_) | Engine::Unavailable(_) => {
-            let why = match probe {
-                Err(e) => format!("the engine is unusable: {e}"),
-                Ok(()) => "the host runtime runs no images".to_owned(),
-            };
-            eprintln!(
-                "error: `--qemu` runs each QEMU from its registrar images, which needs a                  container engine; {why}"
-            );
-            eprintln!("  hint: pick one with `--runtime docker|podman|singularity`");
-            return Err(exit::USAGE);
-        }
-    };
-    let options = ResolveOptions {
-        repo: qemu_repo(vars),
-        stores,
-        builder: (!args.no_prepare).then_some(builder),
-    };
-    let mut announce = |name: &crate::qemu::QemuSelector, builder: &ImageEngine| {
-        progress!(
-            "prepare        building QEMU {name} with {} into {}",
-            builder.name(),
-            options.repo
-        );
-    };
-    crate::qemu::resolve(tokio, &args.qemu, &options, &mut announce, &images_progress).map_err(
-        |e| {
-            eprintln!("error: {}", error_chain(&e));
-            if e.is_usage() {
-                exit::USAGE
-            } else {
-                exit::ENVIRONMENT
-            }
-        },
-    )
-}
-
-/// `compare`: prints the listing (or the Markdown with `--markdown -`),
-/// writes the Markdown file, and returns 0, 1 (a regression) or 2.
-fn compare(args: &CompareArgs) -> u8 {
-    let options = crate::compare::CompareOptions {
-        base: args.base.clone(),
-        candidate: args.candidate.clone(),
-        base_qemu: args.base_qemu.clone(),
-        candidate_qemu: args.candidate_qemu.clone(),
-        known: args.known.clone(),
-        threshold: args.slowdown,
-    };
-    let comparison = match crate::compare::load(&options) {
-        Ok(c) => c,
-        Err(e) => {
-            print_error(&e);
-            if let crate::compare::CompareError::Known { errors, .. } = &e {
-                for error in errors {
-                    eprintln!("{error}");
-                }
-            }
-            return exit::USAGE;
-        }
-    };
-    let markdown = crate::compare::markdown(&comparison);
-    match args.markdown.as_deref() {
-        Some(path) if path == std::path::Path::new("-") => say!("{}", markdown.trim_end()),
-        Some(path) => {
-            if let Err(e) = std::fs::write(path, &markdown) {
-                eprintln!(
-                    "error: failed to write the Markdown `{}`: {e}",
-                    path.display()
-                );
-                return exit::USAGE;
-            }
-            say!("{}", crate::compare::listing(&comparison).trim_end());
-        }
-        None => say!("{}", crate::compare::listing(&comparison).trim_end()),
-    }
-    if comparison.fails() {
-        exit::FAILED
-    } else {
-        exit::OK
-    }
+/// Whether a run may write the host's binfmt_misc: as root, with
+/// binfmt_misc in the kernel.
+fn writes_host(host: &HostInfo) -> bool {
+    host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing
 }
 
 fn summary_code(summary: &crate::report::RunSummary) -> u8 {
