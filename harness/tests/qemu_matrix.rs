@@ -536,3 +536,38 @@ steps:
         runtime.fake.runs()
     );
 }
+
+#[test]
+fn after_fail_fast_no_later_qemu_is_registered() {
+    const FAILING: &str = r#"
+apiVersion: qus/v1
+name: failing
+vars: { QUS_REPO: qus-test/qemu }
+steps:
+  - run: { image: "${QUS_REPO}:${QUS_VERSION}", command: [exit, "1"] }
+"#;
+    let runtime = Scripted::instant(engine());
+    let matrix = QemuMatrix {
+        groups: groups(&[FAILING], &runtime, &two_qemus(), true),
+        probe: None,
+    };
+    let ran = execute_matrix(
+        runtime.clone(),
+        matrix,
+        RunOptions {
+            fail_fast: true,
+            ..options(1)
+        },
+    );
+    assert_eq!(ran.end.summary.failed, 1);
+    assert_eq!(ran.end.summary.skipped, 1);
+    let baselines: Vec<&str> = ran
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::QemuBaselineRegistered { qemu, .. } => Some(qemu.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(baselines, ["7.2.0-1"]);
+}

@@ -337,7 +337,10 @@ async fn schedule<R: Runtime + 'static>(
             break;
         }
         let qemu = group.qemu.as_ref().map(|q| q.version.clone());
-        let runnable = group.planned.iter().any(|p| p.skip.is_none());
+        // Nothing of the group runs after `--fail-fast` stopped the run:
+        // its handlers need no registering.
+        let runnable =
+            group.planned.iter().any(|p| p.skip.is_none()) && !stop.load(Ordering::SeqCst);
         let mut baseline_failure = None;
         if let (Some(info), Some(image), true) = (&group.qemu, &group.baseline, runnable) {
             let binfmt = Binfmt::default();
