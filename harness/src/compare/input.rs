@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::CompareError;
-use crate::qemu::qemu_version_matches;
+use crate::images::qemu_version_matches;
 use crate::report::{SCHEMA_VERSION, Status};
 
 /// The QEMU of one side.

@@ -22,7 +22,8 @@ use regex::Regex;
 use serde::Deserialize;
 
 use super::input::SideQemu;
-use crate::qemu::{ImageVersion, QemuSelector};
+use crate::images::ImageVersion;
+use crate::qemu::QemuSelector;
 use crate::scenario::{LoadError, LoadErrorKind, Mark, Sp, load_yaml};
 
 #[derive(Deserialize)]
@@ -89,7 +90,10 @@ impl KnownEntry {
             (Some(_), None) => false,
             (Some(selector), Some(qemu)) => {
                 selector.as_str() == qemu.name
-                    || ImageVersion::parse(&qemu.version).is_some_and(|v| selector.matches(&v))
+                    || qemu
+                        .version
+                        .parse::<ImageVersion>()
+                        .is_ok_and(|v| selector.matches(&v))
             }
         };
         id_matches && qemu_matches

@@ -1,8 +1,8 @@
 //! The QEMU dimension of a run: which QEMUs `--qemu` names, and which QEMU
 //! actually ran.
 //!
-//! [`version`] parses QEMU names and image version tags, matches and orders
-//! them (pure); [`resolve`] turns the names of `--qemu 7.2,11.1` into image
+//! `version.rs` checks the QEMU names of `--qemu` and matches them against
+//! image versions with the images module's rules (pure); [`resolve`] turns the names of `--qemu 7.2,11.1` into image
 //! versions of the registrar repository, building those missing;
 //! [`HostQemuProbe`] asks the host's registered handlers which QEMU they
 //! run. Scheduling the QEMUs one after another is the runner's
@@ -14,7 +14,4 @@ mod version;
 
 pub use probe::{HostQemuProbe, QEMU_VERSION_ENV, choose_targets, probes_dir, version_line};
 pub use resolve::{ResolveError, ResolveOptions, match_tags, order, resolve};
-pub use version::{
-    ImageVersion, QemuSelector, cmp_optional_versions, cmp_versions, newest_match,
-    qemu_version_matches, ran_mismatch,
-};
+pub use version::{QemuSelector, cmp_optional_versions, newest_match, ran_mismatch};

@@ -12,10 +12,10 @@
 
 use std::collections::BTreeMap;
 
-use super::version::{ImageVersion, QemuSelector, cmp_versions, newest_match};
+use super::version::{QemuSelector, newest_match};
 use crate::images::{
-    self, BuildOptions, DebSource, ImageBuildError, ImageEngine, LABEL_QEMU_VERSION, Progress,
-    RepositoryTag,
+    self, BuildOptions, DebSource, ImageBuildError, ImageEngine, ImageVersion, LABEL_QEMU_VERSION,
+    Progress, RepositoryTag, compare_image_versions,
 };
 use crate::report::QemuInfo;
 
@@ -126,7 +126,9 @@ pub fn match_tags(
 
 /// Sorts `qemus` oldest first and refuses two names of one version.
 pub fn order(mut qemus: Vec<QemuInfo>) -> Result<Vec<QemuInfo>, ResolveError> {
-    qemus.sort_by(|a, b| cmp_versions(&a.version, &b.version).then_with(|| a.name.cmp(&b.name)));
+    qemus.sort_by(|a, b| {
+        compare_image_versions(&a.version, &b.version).then_with(|| a.name.cmp(&b.name))
+    });
     if let Some(pair) = qemus.windows(2).find(|w| w[0].version == w[1].version) {
         return Err(ResolveError::Duplicate {
             first: pair[0].name.clone(),
@@ -189,9 +191,9 @@ pub fn resolve(
             let mut versions: Vec<&str> = tags
                 .iter()
                 .map(|t| t.tag.as_str())
-                .filter(|t| ImageVersion::parse(t).is_some())
+                .filter(|t| t.parse::<ImageVersion>().is_ok())
                 .collect();
-            versions.sort_by(|a, b| cmp_versions(a, b));
+            versions.sort_by(|a, b| compare_image_versions(a, b));
             return Err(ResolveError::Missing {
                 name: selector.to_string(),
                 repo: options.repo.clone(),
@@ -209,7 +211,7 @@ pub fn resolve(
 }
 
 /// Builds the images of the QEMU `selector` names, as `images build
-/// --qemu-version <name>` does.
+/// --qemu-version <name>` does (from the Debian suite that has it).
 fn build(
     selector: &QemuSelector,
     repo: &str,
@@ -220,6 +222,7 @@ fn build(
         repo: repo.to_owned(),
         deb: DebSource::Apt {
             version: Some(selector.to_string()),
+            suite: None,
         },
         engine: builder.clone(),
         handle_ctrl_c: true,
@@ -229,8 +232,8 @@ fn build(
         name: selector.to_string(),
         source: Box::new(source),
     })?;
-    let built = ImageVersion::parse(&report.version);
-    if !built.is_some_and(|v| selector.matches(&v)) {
+    let built = report.version.parse::<ImageVersion>();
+    if !built.is_ok_and(|v| selector.matches(&v)) {
         return Err(ResolveError::BuiltOther {
             name: selector.to_string(),
             version: report.version,
@@ -239,7 +242,7 @@ fn build(
     Ok(QemuInfo {
         name: selector.to_string(),
         version: report.version,
-        debian_version: Some(report.qemu_version),
+        debian_version: Some(report.debian_version),
     })
 }
 

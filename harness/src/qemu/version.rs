@@ -1,52 +1,19 @@
-//! QEMU version names and image version tags: parsing, matching, ordering.
+//! QEMU version names of `--qemu`, and the QEMU a version line names.
 //!
 //! Pure functions. A run names QEMUs loosely (`--qemu 7.2,11.1`); images are
 //! tagged with exact versions (`<repo>:11.1.3-1`, see
-//! [`image_version`](crate::images::image_version)). [`QemuSelector`] is
-//! one name, [`ImageVersion`] one tag, and [`newest_match`] picks the tag a
-//! name resolves to. [`cmp_versions`] orders version strings numerically
-//! (`7.2.0-1` before `10.0.2-1`), so reports list QEMUs oldest first.
+//! [`ImageVersion`](crate::images::ImageVersion)). [`QemuSelector`] is one
+//! name, checked when the command line is parsed; [`newest_match`] picks
+//! the tag a name resolves to, with the images module's matching
+//! ([`qemu_version_matches`]) and numeric order. [`cmp_optional_versions`]
+//! orders the QEMUs of reports (none first, then oldest first), and
 //! [`ran_mismatch`] tells whether the version line a QEMU printed is the
 //! QEMU that was asked for.
-//!
-//! The `images` branch adds `qemu_version_matches` and numeric ordering to
-//! `crate::images`; these are the same rules, kept here until one module
-//! holds them.
 
 use std::cmp::Ordering;
 use std::fmt;
 
-/// An image version tag: `<major>.<minor>.<patch>-<release>` (`11.1.3-1`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ImageVersion {
-    /// Major, minor and patch of QEMU.
-    pub parts: [u64; 3],
-    /// qus's release of that QEMU version (the `1` of `7.2.0-1`).
-    pub release: u64,
-}
-
-impl ImageVersion {
-    /// Parses a tag of the form `X.Y.Z-N`; anything else is `None`
-    /// (`latest`, `register`, `aarch64-7.2.0-1`).
-    pub fn parse(tag: &str) -> Option<Self> {
-        let (version, release) = tag.split_once('-')?;
-        let parts = numbers(version)?;
-        let [major, minor, patch] = parts[..] else {
-            return None;
-        };
-        Some(Self {
-            parts: [major, minor, patch],
-            release: number(release)?,
-        })
-    }
-}
-
-impl fmt::Display for ImageVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [major, minor, patch] = self.parts;
-        write!(f, "{major}.{minor}.{patch}-{}", self.release)
-    }
-}
+use crate::images::{ImageVersion, compare_image_versions, qemu_version_matches};
 
 /// One `--qemu` name: one to three version components, and with three an
 /// optional release (`11`, `11.1`, `11.1.3`, `11.1.3-2`).
@@ -89,26 +56,13 @@ impl QemuSelector {
     /// Whether `version` is a version of this name: each given component
     /// equal, numerically (`11.1` matches `11.1.3-1`, not `11.10.0-1`).
     pub fn matches(&self, version: &ImageVersion) -> bool {
-        self.parts.iter().zip(version.parts).all(|(a, b)| *a == b)
-            && self.release.is_none_or(|r| r == version.release)
+        qemu_version_matches(&self.text, &version.to_string())
     }
 }
 
 impl fmt::Display for QemuSelector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
-    }
-}
-
-/// Whether the image version `image_version` (`11.1.3-1`) is a version of
-/// the name `selector` (`11.1`); false when either does not parse.
-pub fn qemu_version_matches(selector: &str, image_version: &str) -> bool {
-    match (
-        QemuSelector::parse(selector),
-        ImageVersion::parse(image_version),
-    ) {
-        (Ok(selector), Some(version)) => selector.matches(&version),
-        _ => false,
     }
 }
 
@@ -119,28 +73,16 @@ pub fn newest_match<'a>(
     tags: impl IntoIterator<Item = &'a str>,
 ) -> Option<ImageVersion> {
     tags.into_iter()
-        .filter_map(ImageVersion::parse)
+        .filter_map(|t| t.parse::<ImageVersion>().ok())
         .filter(|v| selector.matches(v))
         .max()
 }
 
-/// Orders two version strings: image versions numerically, before anything
-/// that does not parse as one (ordered as text), so `7.2.0-1` comes before
-/// `10.0.2-1`.
-pub fn cmp_versions(a: &str, b: &str) -> Ordering {
-    match (ImageVersion::parse(a), ImageVersion::parse(b)) {
-        (Some(x), Some(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
-        (Some(_), None) => Ordering::Less,
-        (None, Some(_)) => Ordering::Greater,
-        (None, None) => a.cmp(b),
-    }
-}
-
 /// Orders optional QEMU versions: none (a run without `--qemu`) first, then
-/// by [`cmp_versions`].
+/// numerically ([`compare_image_versions`]).
 pub fn cmp_optional_versions(a: Option<&str>, b: Option<&str>) -> Ordering {
     match (a, b) {
-        (Some(a), Some(b)) => cmp_versions(a, b),
+        (Some(a), Some(b)) => compare_image_versions(a, b),
         (a, b) => a.is_some().cmp(&b.is_some()),
     }
 }
@@ -167,9 +109,13 @@ pub fn ran_mismatch(version: &str, debian_version: Option<&str>, line: &str) -> 
         .skip_while(|w| *w != "version")
         .nth(1)
         .and_then(|v| numbers(v.split(['-', '+', '~', '(']).next().unwrap_or(v)));
-    let wanted = ImageVersion::parse(version);
+    let wanted = version.parse::<ImageVersion>().ok().map(|v| v.qemu);
     match (ran, wanted) {
-        (Some(ran), Some(wanted)) if ran.len() >= 2 && ran[..2] == wanted.parts[..2] => None,
+        (Some(ran), Some(wanted))
+            if ran.len() >= 2 && ran[..2] == [u64::from(wanted.major), u64::from(wanted.minor)] =>
+        {
+            None
+        }
         (Some(_), Some(_)) => Some(format!("asked for QEMU {version}, but `{line}` ran")),
         _ => Some(format!(
             "asked for QEMU {version}; cannot read a version in `{line}`"
@@ -192,37 +138,6 @@ fn number(text: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn v(tag: &str) -> ImageVersion {
-        ImageVersion::parse(tag).unwrap()
-    }
-
-    #[test]
-    fn image_versions_parse_only_full_tags() {
-        assert_eq!(
-            v("11.1.3-1"),
-            ImageVersion {
-                parts: [11, 1, 3],
-                release: 1
-            }
-        );
-        assert_eq!(v("7.2.0-12").to_string(), "7.2.0-12");
-        for bad in [
-            "latest",
-            "register",
-            "7.2.0",
-            "7.2-1",
-            "aarch64-7.2.0-1",
-            "x86_64-aarch64-7.2.0-1",
-            "7.2.0-1-2",
-            "7.2.0-",
-            "7..0-1",
-            "7.2.0.1-1",
-            "+7.2.0-1",
-        ] {
-            assert_eq!(ImageVersion::parse(bad), None, "{bad}");
-        }
-    }
-
     #[test]
     fn selectors_match_component_by_component() {
         for (selector, tag, wanted) in [
@@ -243,8 +158,6 @@ mod tests {
                 "{selector} {tag}"
             );
         }
-        assert!(!qemu_version_matches("latest", "7.2.0-1"));
-        assert!(!qemu_version_matches("7.2", "latest"));
     }
 
     #[test]
@@ -280,21 +193,15 @@ mod tests {
     }
 
     #[test]
-    fn versions_order_numerically_and_text_last() {
-        let mut list = vec![
-            "11.1.3-1", "latest", "7.2.0-1", "10.0.2-1", "7.2.0-10", "7.2.0-2",
-        ];
-        list.sort_by(|a, b| cmp_versions(a, b));
-        assert_eq!(
-            list,
-            [
-                "7.2.0-1", "7.2.0-2", "7.2.0-10", "10.0.2-1", "11.1.3-1", "latest"
-            ]
-        );
+    fn qemus_order_none_first_then_numerically() {
         assert_eq!(cmp_optional_versions(None, Some("7.2.0-1")), Ordering::Less);
         assert_eq!(cmp_optional_versions(None, None), Ordering::Equal);
         assert_eq!(
             cmp_optional_versions(Some("10.0.2-1"), Some("7.2.0-1")),
+            Ordering::Greater
+        );
+        assert_eq!(
+            cmp_optional_versions(Some("7.2.0-10"), Some("7.2.0-2")),
             Ordering::Greater
         );
     }
