@@ -21,7 +21,7 @@ use crate::plan::Planned;
 use crate::qemu::ran_mismatch;
 use crate::report::{QemuInfo, QemuRan, StepResult};
 use crate::runtime::Runtime;
-use crate::scenario::{Action, Expect, Instance, MatrixValue, Register, Registrar, Step};
+use crate::scenario::{Action, Expect, Instance, Register, Registrar, Step};
 
 /// The registrar's arguments for a baseline: every handler, persistent.
 pub const BASELINE_ARGS: [&str; 3] = ["--reset", "-p", "yes"];
@@ -79,26 +79,22 @@ pub(crate) async fn register_baseline<R: Runtime>(
     run_step(ctx, &step).await
 }
 
-/// The QEMU target names an instance may have used, in matrix order: every
-/// matrix value's label and fields (`aarch64` of `arch=aarch64` or of `{
-/// target: aarch64, uname: aarch64 }`), without repeats. The probe keeps
-/// those that are registered.
+/// The QEMU target names an instance may have used, in matrix order: the
+/// label of each matrix value (`aarch64` of `arch=aarch64`, or of `{
+/// target: aarch64, uname: aarch64 }`), without a `qemu-` prefix or
+/// repeats. Other fields are left out (`uname: mips` is no target the
+/// instance ran). The probe keeps those that are registered.
 pub fn preferred_targets(instance: &Instance) -> Vec<String> {
     let mut targets: Vec<String> = Vec::new();
     for (_, value) in &instance.matrix {
-        let words: Vec<&str> = match value {
-            MatrixValue::Scalar(v) => vec![v.as_str()],
-            MatrixValue::Map(fields) => fields.iter().map(|(_, v)| v.as_str()).collect(),
-        };
-        for word in words {
-            let word = word.strip_prefix("qemu-").unwrap_or(word);
-            let plausible = !word.is_empty()
-                && word
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if plausible && !targets.iter().any(|t| t == word) {
-                targets.push(word.to_owned());
-            }
+        let label = value.label();
+        let word = label.strip_prefix("qemu-").unwrap_or(label);
+        let plausible = !word.is_empty()
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if plausible && !targets.iter().any(|t| t == word) {
+            targets.push(word.to_owned());
         }
     }
     targets.truncate(MAX_PROBED_TARGETS);
@@ -153,22 +149,19 @@ mod tests {
     }
 
     #[test]
-    fn targets_come_from_matrix_labels_and_fields() {
+    fn targets_are_the_matrix_labels() {
         assert_eq!(
-            preferred_targets(&instance("  arch: [{ target: arm, uname: armv7l }]")),
-            ["arm", "armv7l"]
+            preferred_targets(&instance("  arch: [{ target: mipsel, uname: mips }]")),
+            ["mipsel"]
         );
-        assert_eq!(
-            preferred_targets(&instance("  entry: [qemu-s390x]\n  n: [\"1\"]")),
-            ["s390x", "1"]
-        );
-        // Words no target can be are left out, and repeats once.
         assert_eq!(
             preferred_targets(&instance(
-                "  a: [{ x: aarch64, y: aarch64, z: \"linux/arm64\" }]"
+                "  entry: [qemu-s390x]\n  n: [\"1\"]\n  m: [s390x]"
             )),
-            ["aarch64"]
+            ["s390x", "1"]
         );
+        // Words no target can be are left out.
+        assert!(preferred_targets(&instance("  a: [\"linux/arm64\"]")).is_empty());
     }
 
     struct Answer(Result<Vec<String>, String>);
