@@ -495,16 +495,36 @@ fn qemu_matrix(context: &Path) -> Result<(), Failed> {
     result
 }
 
+/// A workload of one probe run, natively (this host's probe) and on
+/// aarch64, written for this host's architecture.
+fn workload_scenario(path: &Path) -> Result<(), Failed> {
+    let machine = qus_registrar::binfmt::HostFacts::read(None).machine;
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: qus/v1\nname: docker-workload\nruntimes: [docker]\n\
+             vars: {{ TOOL_CONTEXT: /nonexistent }}\n\
+             matrix:\n  arch:\n    - {{ name: native, target: {machine} }}\n    \
+             - {{ name: aarch64, target: aarch64 }}\n\
+             workload: {{ native: {{ arch: native }} }}\n\
+             steps:\n  - run: {{ image: \"qus-fixtures/probe:${{arch.target}}\" }}\n"
+        ),
+    )?;
+    Ok(())
+}
+
 fn qemu_matrix_in(context: &Path, repo: &str) -> Result<(), Failed> {
     let binfmt = Binfmt::default();
     let before = binfmt.snapshot()?;
     let run_id = unique("qemu-matrix");
     let junit = std::env::temp_dir().join(format!("{run_id}.xml"));
     let json = std::env::temp_dir().join(format!("{run_id}.json"));
+    let workload = std::env::temp_dir().join(format!("{run_id}-workload.yaml"));
+    workload_scenario(&workload)?;
     let out = harness(
         context,
         &run_id,
-        &["qemu-matrix.yaml"],
+        &["qemu-matrix.yaml", workload.to_str().unwrap()],
         &[
             "--qemu",
             "7.2.0-1,7.2.0-2",
@@ -521,6 +541,7 @@ fn qemu_matrix_in(context: &Path, repo: &str) -> Result<(), Failed> {
     let report = std::fs::read_to_string(&json).unwrap_or_default();
     let _ = std::fs::remove_file(&junit);
     let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&workload);
     expect_exit(&out, 0)?;
     let stdout = text(&out.stdout);
     for version in ["7.2.0-1", "7.2.0-2"] {
@@ -538,13 +559,17 @@ fn qemu_matrix_in(context: &Path, repo: &str) -> Result<(), Failed> {
         )?;
         check(
             xml.contains(&format!(
-                r#"<testsuite name="qus-docker (qemu {version})" tests="1""#
+                r#"<testsuite name="qus-docker (qemu {version})" tests="3""#
             )),
             format!("junit:\n{xml}"),
         )?;
+        check(
+            stdout.contains(&format!("workloads (qemu {version}):")),
+            format!("no workload table in stdout:\n{stdout}"),
+        )?;
     }
     check(
-        stdout.contains("2 passed, 0 failed, 0 skipped"),
+        stdout.contains("6 passed, 0 failed, 0 skipped"),
         format!("stdout:\n{stdout}"),
     )?;
     let value: serde_json::Value = serde_json::from_str(&report)?;
@@ -554,7 +579,15 @@ fn qemu_matrix_in(context: &Path, repo: &str) -> Result<(), Failed> {
         format!("qemus: {qemus:?}"),
     )?;
     let debian = qemus[0]["debian_version"].as_str().unwrap_or_default();
-    for instance in value["instances"].as_array().cloned().unwrap_or_default() {
+    let instances = value["instances"].as_array().cloned().unwrap_or_default();
+    // Each QEMU's emulated run has a slowdown against its native run.
+    let slowdowns = instances
+        .iter()
+        .filter(|i| i["id"] == "docker-workload[arch=aarch64]")
+        .filter(|i| i["workload"]["slowdown"].as_f64().is_some_and(|s| s > 0.0))
+        .count();
+    check(slowdowns == 2, format!("instances: {instances:#?}"))?;
+    for instance in instances {
         let ran = &instance["qemu_ran"];
         let line = ran["versions"][0].as_str().unwrap_or_default();
         check(
