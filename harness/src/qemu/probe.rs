@@ -9,7 +9,13 @@
 //! 1:7.2+dfsg-7+deb12u18+b3)`: the QEMU that actually runs that target's
 //! binaries now, not the one a scenario asked for.
 //!
-//! Which targets are probed is decided by [`choose_targets`] (pure);
+//! Only persistent handlers (flag `F`) are asked: the kernel opened their
+//! interpreter when they were registered, from the registrar's image, so
+//! the host runs exactly what containers run. A handler without `F` opens
+//! its interpreter path where a binary runs: the host's copy (Debian's
+//! `/usr/bin/qemu-aarch64-static`, say) tells nothing about a container's,
+//! and the probe says so instead of answering. Which targets are probed is
+//! decided by [`choose_targets`] (pure);
 //! running one probe is [`version_line`], the one function to switch when
 //! the registrar library embeds the probes. Binfmt entries are read through
 //! `qus_registrar::binfmt`; nothing here writes them.
@@ -112,18 +118,25 @@ impl HostQemuProbe {
         Self { binfmt }
     }
 
-    /// The targets with an enabled `qemu-*` entry, in the mount's order.
-    fn registered(&self) -> Result<Vec<String>, String> {
+    /// The targets with an enabled `qemu-*` entry, in the mount's order:
+    /// those registered with `F`, and the others with their interpreter.
+    fn registered(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
         let entries = self
             .binfmt
             .list()
             .map_err(|e| format!("failed to list the binfmt_misc entries: {e}"))?;
-        Ok(entries
-            .iter()
-            .filter(|e| e.enabled && e.is_owned())
-            .filter_map(|e| e.name.strip_prefix("qemu-"))
-            .map(str::to_owned)
-            .collect())
+        let (mut persistent, mut other) = (Vec::new(), Vec::new());
+        for entry in entries.iter().filter(|e| e.enabled && e.is_owned()) {
+            let Some(target) = entry.name.strip_prefix("qemu-") else {
+                continue;
+            };
+            if entry.flags.fix_binary {
+                persistent.push(target.to_owned());
+            } else {
+                other.push((target.to_owned(), entry.interpreter.clone()));
+            }
+        }
+        Ok((persistent, other))
     }
 
     /// The targets with a probe program.
@@ -138,13 +151,20 @@ impl HostQemuProbe {
     }
 
     async fn lines(&self, preferred: &[String]) -> Result<Vec<String>, String> {
-        let registered = self.registered()?;
-        let targets = choose_targets(preferred, &registered, &Self::available());
+        let (persistent, other) = self.registered()?;
+        let targets = choose_targets(preferred, &persistent, &Self::available());
         if targets.is_empty() {
-            return Err(format!(
-                "no enabled `qemu-*` handler with a probe in `{}` is registered",
-                probes_dir().display()
-            ));
+            return Err(match other.first() {
+                Some((target, interpreter)) => format!(
+                    "no persistent (`F`) `qemu-*` handler with a probe is registered; \
+                     `qemu-{target}` opens `{interpreter}` where a binary runs, so the \
+                     host's copy tells nothing about a container's"
+                ),
+                None => format!(
+                    "no enabled `qemu-*` handler with a probe in `{}` is registered",
+                    probes_dir().display()
+                ),
+            });
         }
         let mut lines: Vec<String> = Vec::new();
         for target in &targets {
@@ -202,6 +222,28 @@ mod tests {
         for target in ["aarch64", "s390x", "riscv64", "ppc64le"] {
             assert!(available.contains(target), "{target}: {available:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_handler_without_f_is_not_asked() {
+        // A directory that mimics binfmt_misc with one entry, without `F`.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        std::fs::write(dir.path().join("register"), "").unwrap();
+        std::fs::write(
+            dir.path().join("qemu-aarch64"),
+            "enabled\ninterpreter /usr/bin/qemu-aarch64-static\nflags: \noffset 0\n\
+             magic 7f454c460201010000000000000000000200b700\n\
+             mask ffffffffffffff00fffffffffffffffffeffffff\n",
+        )
+        .unwrap();
+        let probe = HostQemuProbe::new(Binfmt::new(dir.path()));
+        let err = probe.ran(&strings(&["aarch64"])).await.unwrap_err();
+        assert!(err.contains("no persistent (`F`)"), "{err}");
+        assert!(
+            err.contains("`qemu-aarch64` opens `/usr/bin/qemu-aarch64-static`"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
