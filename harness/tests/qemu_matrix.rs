@@ -571,3 +571,39 @@ steps:
         .collect();
     assert_eq!(baselines, ["7.2.0-1"]);
 }
+
+#[test]
+fn each_qemu_builds_without_the_layer_cache() {
+    const BUILD: &str = r#"
+apiVersion: qus/v1
+name: build
+vars: { QUS_REPO: qus-test/qemu }
+steps:
+  - build: { containerfile: "FROM scratch\n", tag: "qus-test/built:${QUS_VERSION}" }
+"#;
+    let runtime = Scripted::instant(engine());
+    let matrix = QemuMatrix {
+        groups: groups(&[BUILD], &runtime, &two_qemus(), false),
+        probe: None,
+    };
+    let ran = execute_matrix(runtime.clone(), matrix, options(1));
+    assert_eq!(ran.end.summary.passed, 2);
+    let builds: Vec<(String, bool)> = runtime
+        .fake
+        .builds()
+        .iter()
+        .map(|b| (b.tag.clone(), b.no_cache))
+        .collect();
+    assert_eq!(
+        builds,
+        [
+            ("qus-test/built:7.2.0-1".to_owned(), true),
+            ("qus-test/built:10.0.2-1".to_owned(), true)
+        ]
+    );
+    // A run without `--qemu` keeps the cache.
+    let runtime = Scripted::instant(engine());
+    let plain = scripted::planned(&[BUILD], &runtime, Ok(()), &root_host());
+    scripted::execute(runtime.clone(), plain, options(1));
+    assert!(!runtime.fake.builds()[0].no_cache);
+}

@@ -348,7 +348,7 @@ fn finished_block(name: &str, result: &ScenarioResult) -> String {
             let _ = writeln!(text, "{INDENT}warning: {mismatch}");
         }
         if let Some(error) = &ran.error {
-            let _ = writeln!(text, "{INDENT}warning: cannot tell which QEMU ran: {error}");
+            let _ = writeln!(text, "{INDENT}note: cannot tell which QEMU ran: {error}");
         }
     }
     if let Some(failure) = &result.failure {

@@ -351,6 +351,7 @@ async fn schedule<R: Runtime + 'static>(
                 binfmt: &binfmt,
                 default_timeout: options.step_timeout,
                 builds: &builds,
+                fresh_builds: true,
             };
             let result = tokio::select! {
                 result = register_baseline(&ctx, image) => result,
@@ -421,6 +422,9 @@ async fn schedule<R: Runtime + 'static>(
                 });
                 continue;
             }
+            // Each QEMU builds afresh: a `RUN` another QEMU ran, cached,
+            // would not run under this one.
+            let fresh_builds = group.qemu.is_some();
             let check = match (&probe, &group.qemu) {
                 (Some(probe), Some(info)) => Some((probe.clone(), info.clone())),
                 _ => None,
@@ -444,6 +448,7 @@ async fn schedule<R: Runtime + 'static>(
                     binfmt: &binfmt,
                     default_timeout: options.step_timeout,
                     builds: &builds,
+                    fresh_builds,
                 };
                 let check = check.as_ref().map(|(probe, info)| (probe.as_ref(), info));
                 let result =

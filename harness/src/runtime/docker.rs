@@ -847,6 +847,7 @@ impl ApiEngine {
             t: Some(spec.tag.clone()),
             rm: true,
             forcerm: true,
+            nocache: spec.no_cache,
             buildargs: to_map(&spec.build_args),
             labels: to_map(&spec.labels),
             platform: spec.platform.clone().unwrap_or_default(),
