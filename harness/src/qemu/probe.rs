@@ -106,6 +106,10 @@ pub async fn version_line(target: &str) -> Result<String, String> {
     }
 }
 
+/// Enabled `qemu-*` targets: persistent ones, and the others with their
+/// interpreter.
+type Registered = (Vec<String>, Vec<(String, String)>);
+
 /// Probes the host's registered handlers (see the module documentation).
 #[derive(Debug, Default)]
 pub struct HostQemuProbe {
@@ -120,7 +124,7 @@ impl HostQemuProbe {
 
     /// The targets with an enabled `qemu-*` entry, in the mount's order:
     /// those registered with `F`, and the others with their interpreter.
-    fn registered(&self) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    fn registered(&self) -> Result<Registered, String> {
         let entries = self
             .binfmt
             .list()
