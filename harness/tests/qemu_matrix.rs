@@ -499,9 +499,10 @@ vars: { QUS_REPO: qus-test/qemu }
 steps:
   - run: { image: "${QUS_REPO}:${QUS_VERSION}", command: [hang] }
 "#;
+    const HOST_ONLY: &str = "apiVersion: qus/v1\nname: host-only\nruntimes: [host]\nsteps:\n  - exec: { command: [\"true\"] }\n";
     let runtime = Scripted::hanging(engine(), &["hang"]);
     let matrix = QemuMatrix {
-        groups: groups(&[HANGING], &runtime, &two_qemus(), true),
+        groups: groups(&[HANGING, HOST_ONLY], &runtime, &two_qemus(), true),
         probe: None,
     };
     let ran = execute_matrix(
@@ -525,6 +526,16 @@ steps:
         })
         .collect();
     assert_eq!(not_run, ["10.0.2-1"]);
+    // The plan's own skips keep their reason, in the later QEMU too.
+    let plan_skips = ran
+        .events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::ScenarioSkipped { instance, reason }
+                if instance.id == "host-only" && reason.starts_with("applies to runtimes"))
+        })
+        .count();
+    assert_eq!(plan_skips, 2);
     // The second QEMU's handlers were never registered.
     assert!(
         !runtime

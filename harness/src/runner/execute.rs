@@ -333,14 +333,13 @@ async fn schedule<R: Runtime + 'static>(
         // A group starts when the previous one ended: its baseline rewrites
         // the handlers the previous group's instances run on.
         while tasks.join_next().await.is_some() {}
-        if stop_rx.borrow().is_some() {
-            break;
-        }
         let qemu = group.qemu.as_ref().map(|q| q.version.clone());
-        // Nothing of the group runs after `--fail-fast` stopped the run:
-        // its handlers need no registering.
-        let runnable =
-            group.planned.iter().any(|p| p.skip.is_none()) && !stop.load(Ordering::SeqCst);
+        // Nothing of the group runs once the run is stopped, or after
+        // `--fail-fast`: its handlers need no registering (the plan's own
+        // skips are still reported below).
+        let runnable = group.planned.iter().any(|p| p.skip.is_none())
+            && stop_rx.borrow().is_none()
+            && !stop.load(Ordering::SeqCst);
         let mut baseline_failure = None;
         if let (Some(info), Some(image), true) = (&group.qemu, &group.baseline, runnable) {
             let binfmt = Binfmt::default();
@@ -353,21 +352,25 @@ async fn schedule<R: Runtime + 'static>(
                 builds: &builds,
                 fresh_builds: true,
             };
-            let result = tokio::select! {
-                result = register_baseline(&ctx, image) => result,
-                _ = stopped(stop_rx.clone()) => break,
+            // A stop during the registration abandons it; the instances
+            // below then see the stop.
+            let registered = tokio::select! {
+                result = register_baseline(&ctx, image) => Some(result),
+                _ = stopped(stop_rx.clone()) => None,
             };
-            if result.status != Status::Passed {
-                baseline_failure = Some(format!(
-                    "not run: the handlers of QEMU {} (`{image}`) could not be registered: {}",
-                    info.version,
-                    result.message.as_deref().unwrap_or(result.status.as_str())
-                ));
+            if let Some(result) = registered {
+                if result.status != Status::Passed {
+                    baseline_failure = Some(format!(
+                        "not run: the handlers of QEMU {} (`{image}`) could not be registered: {}",
+                        info.version,
+                        result.message.as_deref().unwrap_or(result.status.as_str())
+                    ));
+                }
+                let _ = tx.send(Event::QemuBaselineRegistered {
+                    qemu: info.version.clone(),
+                    result,
+                });
             }
-            let _ = tx.send(Event::QemuBaselineRegistered {
-                qemu: info.version.clone(),
-                result,
-            });
         }
         for p in group.planned {
             let id = instance_id_on(&p.instance, qemu.as_deref());
