@@ -621,14 +621,46 @@ fn images_progress(event: &crate::images::ImagesEvent) {
 fn describe(step: &crate::images::Step) -> String {
     use crate::images::Step;
     match step {
-        Step::FetchDeb { version } => format!(
-            "apt-get download qemu-user-static{}",
-            version
+        Step::UpdateLists { suite, dir } => {
+            format!("apt-get update {suite} (in {})", dir.display())
+        }
+        Step::SelectPackage { wanted, suites } => format!(
+            "choose {} in {}",
+            wanted
                 .as_deref()
-                .map(|v| format!("={v}"))
-                .unwrap_or_default()
+                .map_or_else(|| "the newest QEMU".to_owned(), |w| format!("QEMU {w}")),
+            suites
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
+        Step::FetchDeb {
+            package,
+            version,
+            suite,
+            size,
+            reason,
+        } => {
+            let mut text = format!("apt-get download {package}");
+            if let Some(version) = version {
+                text.push_str(&format!("={version}"));
+            }
+            if let Some(suite) = suite {
+                text.push_str(&format!(" from {suite}"));
+            }
+            if let Some(size) = size {
+                text.push_str(&format!(" ({:.1} MB)", *size as f64 / 1e6));
+            }
+            if let Some(reason) = reason {
+                text.push_str(&format!(": {reason}"));
+            }
+            text
+        }
         Step::UnpackDeb { path } => format!("unpack {}", path.display()),
+        Step::CheckEmulators { package, count } => {
+            format!("check the {count} emulators of {package} are static and for this CPU")
+        }
         Step::CompileRegistrar { workspace } => {
             format!("compile a static qus-register in {}", workspace.display())
         }
@@ -645,10 +677,11 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     use crate::images::{BuildOptions, DebSource, RegistrarSource};
     let mut options = BuildOptions {
         repo: args.repo.clone(),
-        deb: match (&args.deb, &args.qemu_version) {
-            (Some(path), _) => DebSource::File(path.clone()),
-            (None, version) => DebSource::Apt {
-                version: version.clone(),
+        deb: match &args.deb {
+            Some(path) => DebSource::File(path.clone()),
+            None => DebSource::Apt {
+                version: args.qemu_version.clone(),
+                suite: args.suite.map(Into::into),
             },
         },
         output_dir: args.output.clone(),
@@ -663,13 +696,36 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     match crate::images::build(&options, &images_progress) {
         Ok(report) => {
             say!(
-                "qemu-user-static {} (images {}), qus-register {}, host {}",
+                "{} {}{} (QEMU {}, images {}), qus-register {}, host {}",
+                report.package,
+                report.debian_version,
+                report
+                    .suite
+                    .map(|s| format!(" from {s}"))
+                    .unwrap_or_default(),
                 report.qemu_version,
                 report.version,
                 report.registrar_version,
                 report.host_arch
             );
             print_images(&report.images);
+            // One line per newer version holding unversioned tags.
+            let mut newer: Vec<&str> = report.kept_newer.iter().map(|(_, v)| v.as_str()).collect();
+            newer.sort_by(|a, b| crate::images::compare_image_versions(a, b));
+            newer.dedup();
+            for version in newer {
+                let tags: Vec<&str> = report
+                    .kept_newer
+                    .iter()
+                    .filter(|(_, v)| v == version)
+                    .map(|(t, _)| t.rsplit_once(':').map_or(t.as_str(), |(_, tag)| tag))
+                    .collect();
+                say!(
+                    "kept      {} unversioned tags on the newer {version}: {}",
+                    tags.len(),
+                    tags.join(", ")
+                );
+            }
             for artifact in &report.artifacts {
                 say!("artifact  {}", artifact.display());
             }
@@ -677,7 +733,13 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
-            exit::FAILED
+            if e.is_usage() {
+                exit::USAGE
+            } else if e.is_environment() {
+                exit::ENVIRONMENT
+            } else {
+                exit::FAILED
+            }
         }
     }
 }

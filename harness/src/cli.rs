@@ -76,7 +76,9 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
     /// Build `<repo>:latest`, `:register`, the per-target images and the
-    /// release artifacts from Debian's qemu-user-static package.
+    /// release artifacts from Debian's QEMU package (qemu-user-static up to
+    /// QEMU 9.0, qemu-user from 9.1), from the host's APT, a file, or a
+    /// Debian suite.
     Build(ImagesBuildArgs),
     /// Build the foreign-architecture Debian images (debootstrap, cached by
     /// recipe) and the per-target probe images.
@@ -86,14 +88,30 @@ pub enum ImagesCommand {
 /// `images build` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ImagesBuildArgs {
-    /// The qemu-user-static .deb to use; default: `apt-get download`.
-    #[arg(long, value_name = "PATH", conflicts_with = "qemu_version")]
+    /// The QEMU package to use, as a file: Debian's qemu-user-static (QEMU
+    /// up to 9.0), qemu-user (from 9.1), or the transitional
+    /// qemu-user-static (from 9.1: its qemu-user is fetched from the
+    /// Debian suite that has that version). Default: `apt-get download
+    /// qemu-user-static` with the host's APT sources.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_version", "suite"])]
     pub deb: Option<PathBuf>,
 
-    /// The Debian version of qemu-user-static to download
-    /// (`1:7.2+dfsg-7+deb12u18`); default: the archive's candidate.
+    /// The QEMU to fetch from Debian's suites: a QEMU version or its prefix
+    /// (`11.1`, `10.0`, `7.2`, `11.1.3`) or a full Debian version
+    /// (`1:10.0.2+ds-1~bpo12+1`). Searches `--suite`, else bookworm,
+    /// bookworm-backports, trixie and sid; the highest matching QEMU wins,
+    /// the stable-most suite on a tie. QEMU 9.1 and later come from
+    /// qemu-user, older ones from qemu-user-static.
     #[arg(long, value_name = "V")]
     pub qemu_version: Option<String>,
+
+    /// The Debian suite to fetch from (its newest QEMU unless
+    /// `--qemu-version`), through a private APT directory
+    /// `$QUS_CACHE_DIR/apt/<suite>-<arch>/` (default cache
+    /// `/var/cache/qus`); the host's APT setup is left alone. Its lists are
+    /// refreshed when older than 6 hours.
+    #[arg(long, value_enum, value_name = "SUITE")]
+    pub suite: Option<SuiteChoice>,
 
     /// Repository of every tag.
     #[arg(
@@ -121,6 +139,30 @@ pub struct ImagesBuildArgs {
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// Debian suites `images build --suite` fetches QEMU from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SuiteChoice {
+    /// Debian 12 (QEMU 7.2, qemu-user-static).
+    Bookworm,
+    /// Backports for Debian 12 (QEMU 10.0, qemu-user).
+    BookwormBackports,
+    /// Debian 13 (QEMU 10.0, qemu-user).
+    Trixie,
+    /// Debian unstable (the newest QEMU, qemu-user).
+    Sid,
+}
+
+impl From<SuiteChoice> for crate::images::Suite {
+    fn from(choice: SuiteChoice) -> Self {
+        match choice {
+            SuiteChoice::Bookworm => Self::Bookworm,
+            SuiteChoice::BookwormBackports => Self::BookwormBackports,
+            SuiteChoice::Trixie => Self::Trixie,
+            SuiteChoice::Sid => Self::Sid,
+        }
+    }
 }
 
 /// Engines that build images (`images build`, `images fixtures`).
@@ -331,6 +373,37 @@ mod tests {
         assert_eq!(r.select.paths.paths, [PathBuf::from("scenarios")]);
         assert_eq!(r.step_timeout, Duration::from_secs(600));
         assert_eq!(r.select.runtime, RuntimeChoice::Auto);
+    }
+
+    #[test]
+    fn images_build_takes_a_suite_and_a_version() {
+        use crate::images::Suite;
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["qus-harness", "images", "build"].iter().chain(args));
+            match cli.map(|c| c.command) {
+                Ok(Command::Images(ImagesCommand::Build(b))) => Ok(b),
+                Ok(_) => panic!("not images build"),
+                Err(e) => Err(e),
+            }
+        };
+        let b = parse(&["--suite", "bookworm-backports", "--qemu-version", "10.0"]).unwrap();
+        assert_eq!(b.suite.map(Suite::from), Some(Suite::BookwormBackports));
+        assert_eq!(b.qemu_version.as_deref(), Some("10.0"));
+        for (value, suite) in [
+            ("bookworm", Suite::Bookworm),
+            ("trixie", Suite::Trixie),
+            ("sid", Suite::Sid),
+        ] {
+            let b = parse(&["--suite", value]).unwrap();
+            assert_eq!(b.suite.map(Suite::from), Some(suite));
+            // The CLI's names are Debian's, as `Suite` spells them.
+            assert_eq!(suite.to_string(), value);
+        }
+        assert!(parse(&["--suite", "buster"]).is_err());
+        assert!(parse(&["--deb", "x.deb", "--suite", "sid"]).is_err());
+        assert!(parse(&["--deb", "x.deb", "--qemu-version", "7.2"]).is_err());
+        let b = parse(&[]).unwrap();
+        assert_eq!((b.suite, b.qemu_version, b.deb), (None, None, None));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
 use tracing::{debug, warn};
 
 use super::error::ImageBuildError;
-use super::labels::LABEL_RECIPE;
+use super::labels::{LABEL_RECIPE, LABEL_VERSION};
 use super::progress::{ImageStatus, Progress, Step, StepOutcome, StepTimer};
 use crate::runtime::{
     BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, Runtime as _, RuntimeError,
@@ -97,6 +97,8 @@ pub struct BuiltImage {
 pub(crate) struct ImageInfo {
     pub(crate) id: String,
     pub(crate) recipe: Option<String>,
+    /// Its `org.opencontainers.image.version` label.
+    pub(crate) version: Option<String>,
     pub(crate) repo_tags: Vec<String>,
 }
 
@@ -147,14 +149,15 @@ impl Engine {
         reference: &str,
     ) -> Result<Option<ImageInfo>, ImageBuildError> {
         match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(ImageInfo {
-                id: image.id.unwrap_or_default(),
-                recipe: image
-                    .config
-                    .and_then(|c| c.labels)
-                    .and_then(|mut labels| labels.remove(LABEL_RECIPE)),
-                repo_tags: image.repo_tags.unwrap_or_default(),
-            })),
+            Ok(image) => {
+                let mut labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: image.id.unwrap_or_default(),
+                    recipe: labels.remove(LABEL_RECIPE),
+                    version: labels.remove(LABEL_VERSION),
+                    repo_tags: image.repo_tags.unwrap_or_default(),
+                }))
+            }
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),

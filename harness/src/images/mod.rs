@@ -2,10 +2,15 @@
 //!
 //! Two entry points, both blocking (each runs its own tokio runtime):
 //!
-//! - [`build`]: the registrar images from Debian's `qemu-user-static`
-//!   package and a static `qus-register` (`<repo>:latest`, `:<version>`,
+//! - [`build`]: the registrar images from Debian's QEMU package
+//!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
+//!   host's APT, a file, or a Debian [`Suite`] through a private APT
+//!   directory) and a static `qus-register` (`<repo>:latest`, `:<version>`,
 //!   `:register`, and four tags per emulator), plus the release artifacts
 //!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
+//!   several QEMU versions live side by side in one repository, `latest`
+//!   on the newest ([`qemu_version_matches`] and [`compare_image_versions`]
+//!   let callers pick among them);
 //! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
 //!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`,
 //!   and one `FROM scratch` image per probe program
@@ -24,12 +29,15 @@
 //! unpacks an exported container into a sandbox). It does not run
 //! scenarios.
 
+mod apt;
 mod artifacts;
 mod build;
 mod containerfile;
 mod deb;
+mod emulator;
 mod engine;
 mod error;
+mod fetch;
 mod fixtures;
 mod handler;
 mod labels;
@@ -40,13 +48,19 @@ mod progress;
 mod recipe;
 mod registrar;
 mod rootfs;
+mod select;
 mod session;
+mod suite;
 mod tags;
+#[cfg(test)]
+mod testdeb;
 mod tool;
+mod version;
 mod workdir;
 
+pub use apt::LIST_MAX_AGE;
 pub use build::{BuildOptions, BuildReport, DEFAULT_REPO, build};
-pub use deb::{DebSource, image_version};
+pub use deb::DebSource;
 pub use engine::{BuiltImage, ImageEngine};
 pub use error::ImageBuildError;
 pub use fixtures::{
@@ -62,4 +76,8 @@ pub use paths::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, default_cache_dir, workspace_r
 pub use probes::{ProbeRow, read_probe_table};
 pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOutcome};
 pub use registrar::RegistrarSource;
+pub use suite::{ParseSuiteError, Suite};
 pub use tags::{latest_tags, register_tags, target_tags};
+pub use version::{
+    ImageVersion, QemuVersion, compare_image_versions, image_version, qemu_version_matches,
+};
