@@ -725,6 +725,10 @@ impl Plan<'_> {
             "qus-register, the binfmt_misc registrar of qus, alone: registers the host's /usr/bin/qemu-*-static",
             QUS_LICENSE,
         );
+        // It holds no QEMU: its version is the registrar's, so that builds
+        // of several QEMU versions into one repository leave it alone.
+        labels.remove(LABEL_QEMU_VERSION);
+        labels.insert(LABEL_VERSION.to_owned(), self.registrar.version.clone());
         labels.insert(
             LABEL_REGISTRAR_VERSION.to_owned(),
             self.registrar.version.clone(),
