@@ -83,6 +83,11 @@ pub enum ImagesCommand {
     /// Build the foreign-architecture Debian images (debootstrap, cached by
     /// recipe) and the per-target probe images.
     Fixtures(ImagesFixturesArgs),
+    /// Cross-compile static `qus-register` binaries for other CPUs in
+    /// Debian builder images (cached by recipe); print `<cpu> <how> <bytes>
+    /// <path>` for each. Exit 0 built, 1 a build failed, 2 bad flags,
+    /// 3 environment error (no engine, not root for debootstrap).
+    Registrar(ImagesRegistrarArgs),
 }
 
 /// `images build` flags.
@@ -197,6 +202,32 @@ pub struct ImagesFixturesArgs {
     pub force: bool,
 
     /// The engine that builds and stores the images.
+    #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
+    pub engine: BuildEngine,
+}
+
+/// `images registrar` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesRegistrarArgs {
+    /// CPUs to compile for (comma-separated): aarch64, ppc64le, riscv64,
+    /// s390x, or an alias (arm64, ppc64el); default: all four.
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub arch: Option<Vec<String>>,
+
+    /// Also copy each binary to `DIR/qus-register-<cpu>`.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Cache of builder root filesystems and binaries (`$QUS_CACHE_DIR`,
+    /// default `/var/cache/qus`).
+    #[arg(long, value_name = "DIR", env = "QUS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile again even when the cache holds a binary of the same recipe.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The engine that builds the builder images and runs the compiler.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
 }

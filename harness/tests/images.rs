@@ -297,6 +297,8 @@ fn step_name(step: &Step) -> String {
         Step::WriteArtifacts { .. } => "write artifacts".into(),
         Step::RegisterHandlers { entries } => format!("register {}", entries.join(",")),
         Step::Rootfs { arch, .. } => format!("rootfs {arch}"),
+        Step::VendorCrates { .. } => "vendor crates".into(),
+        Step::CrossCompile { machine, .. } => format!("cross-compile {machine}"),
     }
 }
 
