@@ -814,7 +814,8 @@ fn images_registrar(args: &crate::cli::ImagesRegistrarArgs) -> u8 {
     match &args.arch {
         None => targets.extend(CROSS_TARGETS.iter()),
         Some(list) => {
-            for name in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+            // Parsed by `cli.rs` already; looked up again for the table row.
+            for name in list {
                 match CrossTarget::find(name) {
                     Ok(t) => targets.push(t),
                     Err(e) => {

@@ -211,7 +211,7 @@ pub struct ImagesFixturesArgs {
 pub struct ImagesRegistrarArgs {
     /// CPUs to compile for (comma-separated): aarch64, ppc64le, riscv64,
     /// s390x, or an alias (arm64, ppc64el); default: all four.
-    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = cross_cpu)]
     pub arch: Option<Vec<String>>,
 
     /// Also copy each binary to `DIR/qus-register-<cpu>`.
@@ -230,6 +230,14 @@ pub struct ImagesRegistrarArgs {
     /// The engine that builds the builder images and runs the compiler.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// A CPU `images registrar` compiles for, as QEMU names it (`arm64` gives
+/// `aarch64`).
+fn cross_cpu(value: &str) -> Result<String, String> {
+    crate::images::CrossTarget::find(value)
+        .map(|target| target.machine.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `doctor` flags.
@@ -457,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn images_registrar_takes_cpus_by_name_or_alias() {
+        let args = |argv: &[&str]| match parse(argv).unwrap().command {
+            Command::Images(ImagesCommand::Registrar(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let all = args(&["images", "registrar"]);
+        assert_eq!(all.arch, None);
+        assert_eq!(all.output, None);
+        assert!(!all.force);
+        assert_eq!(all.engine, BuildEngine::Docker);
+        let some = args(&[
+            "images",
+            "registrar",
+            "--arch",
+            "arm64,riscv64,ppc64el",
+            "--output",
+            "dist",
+            "--force",
+        ]);
+        assert_eq!(
+            some.arch.as_deref(),
+            Some(&["aarch64".to_owned(), "riscv64".into(), "ppc64le".into()][..])
+        );
+        assert_eq!(some.output, Some(PathBuf::from("dist")));
+        assert!(some.force);
+    }
+
+    #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, flag) in [
             (&["run", "--filter", "("][..], "--filter"),
@@ -466,6 +502,8 @@ mod tests {
             (&["run", "--runtime", "lxc"], "--runtime"),
             (&["images", "build", "--engine", "buildah"], "--engine"),
             (&["images", "fixtures", "--engine", "kaniko"], "--engine"),
+            (&["images", "registrar", "--arch", "x86_64"], "--arch"),
+            (&["images", "registrar", "--arch", "aarch64,mips"], "--arch"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");
