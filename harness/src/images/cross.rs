@@ -627,6 +627,21 @@ mod tests {
     }
 
     #[test]
+    fn images_build_refuses_a_cross_registrar_before_any_work() {
+        // An engine that cannot answer: the refusal must come first.
+        let options = crate::images::BuildOptions {
+            registrar: crate::images::RegistrarSource::Cross {
+                machine: "aarch64".into(),
+            },
+            engine: ImageEngine::Docker(Some("unix:///nonexistent/qus.sock".into())),
+            ..crate::images::BuildOptions::default()
+        };
+        let err = crate::images::build(&options, &super::super::NoProgress).unwrap_err();
+        assert!(err.is_usage(), "{err}");
+        assert!(err.to_string().contains("images registrar --arch"), "{err}");
+    }
+
+    #[test]
     fn a_cached_binary_for_another_cpu_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let builder = BuilderPlan::new(
