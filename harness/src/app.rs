@@ -69,6 +69,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Images(ImagesCommand::Build(args)) => images_build(&args),
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
         Command::Compare(args) => compare::compare(&args),
+        Command::Images(ImagesCommand::Registrar(args)) => images_registrar(&args),
     }
 }
 
@@ -745,6 +746,15 @@ fn describe(step: &crate::images::Step) -> String {
         Step::WriteArtifacts { dir } => format!("release artifacts in {}", dir.display()),
         Step::RegisterHandlers { entries } => format!("register {}", entries.join(", ")),
         Step::Rootfs { arch, tarball } => format!("debootstrap {arch} ({})", tarball.display()),
+        Step::VendorCrates { workspace } => {
+            format!("cargo vendor the crates of {}", workspace.display())
+        }
+        Step::CrossCompile { machine, binary } => {
+            format!(
+                "cross-compile qus-register for {machine} ({})",
+                binary.display()
+            )
+        }
     }
 }
 
@@ -872,6 +882,76 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
             exit::FAILED
         }
     }
+}
+
+fn images_registrar(args: &crate::cli::ImagesRegistrarArgs) -> u8 {
+    use crate::images::{CROSS_TARGETS, CrossOptions, CrossTarget};
+    let mut targets: Vec<&'static CrossTarget> = Vec::new();
+    match &args.arch {
+        None => targets.extend(CROSS_TARGETS.iter()),
+        Some(list) => {
+            // Parsed by `cli.rs` already; looked up again for the table row.
+            for name in list {
+                match CrossTarget::find(name) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => {
+                        eprintln!("error: invalid value `{name}` for `--arch`: {e}");
+                        return exit::USAGE;
+                    }
+                }
+            }
+        }
+    }
+    let mut options = CrossOptions {
+        force: args.force,
+        engine: image_engine(args.engine),
+        handle_ctrl_c: true,
+        ..CrossOptions::default()
+    };
+    if let Some(dir) = &args.cache_dir {
+        options.cache_dir = dir.clone();
+    }
+    let built = match crate::images::cross_registrars(&targets, &options, &images_progress) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return if e.is_usage() {
+                exit::USAGE
+            } else if e.is_environment() {
+                exit::ENVIRONMENT
+            } else {
+                exit::FAILED
+            };
+        }
+    };
+    for binary in &built {
+        let how = if binary.compiled {
+            "compiled"
+        } else {
+            "cached"
+        };
+        let mut path = binary.path.clone();
+        if let Some(dir) = &args.output {
+            let copy = dir.join(format!("qus-register-{}", binary.machine));
+            let copied = std::fs::create_dir_all(dir).and_then(|()| std::fs::copy(&path, &copy));
+            if let Err(e) = copied {
+                eprintln!(
+                    "error: failed to copy `{}` to `{}`: {e}",
+                    path.display(),
+                    copy.display()
+                );
+                return exit::FAILED;
+            }
+            path = copy;
+        }
+        say!(
+            "{} {how} {} {}",
+            binary.machine,
+            binary.size,
+            path.display()
+        );
+    }
+    exit::OK
 }
 
 fn print_images(images: &[crate::images::BuiltImage]) {

@@ -134,6 +134,11 @@ pub enum ImagesCommand {
     /// Build the foreign-architecture Debian images (debootstrap, cached by
     /// recipe) and the per-target probe images.
     Fixtures(ImagesFixturesArgs),
+    /// Cross-compile static `qus-register` binaries for other CPUs in
+    /// Debian builder images (cached by recipe); print `<cpu> <how> <bytes>
+    /// <path>` for each. Exit 0 built, 1 a build failed, 2 bad flags,
+    /// 3 environment error (no engine, not root for debootstrap).
+    Registrar(ImagesRegistrarArgs),
 }
 
 /// `images build` flags.
@@ -255,6 +260,40 @@ pub struct ImagesFixturesArgs {
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// `images registrar` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesRegistrarArgs {
+    /// CPUs to compile for (comma-separated): aarch64, ppc64le, riscv64,
+    /// s390x, or an alias (arm64, ppc64el); default: all four.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = cross_cpu)]
+    pub arch: Option<Vec<String>>,
+
+    /// Also copy each binary to `DIR/qus-register-<cpu>`.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Cache of builder root filesystems and binaries (`$QUS_CACHE_DIR`,
+    /// default `/var/cache/qus`).
+    #[arg(long, value_name = "DIR", env = "QUS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile again even when the cache holds a binary of the same recipe.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The engine that builds the builder images and runs the compiler.
+    #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
+    pub engine: BuildEngine,
+}
+
+/// A CPU `images registrar` compiles for, as QEMU names it (`arm64` gives
+/// `aarch64`).
+fn cross_cpu(value: &str) -> Result<String, String> {
+    crate::images::CrossTarget::find(value)
+        .map(|target| target.machine.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `doctor` flags.
@@ -543,6 +582,34 @@ mod tests {
     }
 
     #[test]
+    fn images_registrar_takes_cpus_by_name_or_alias() {
+        let args = |argv: &[&str]| match parse(argv).unwrap().command {
+            Command::Images(ImagesCommand::Registrar(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let all = args(&["images", "registrar"]);
+        assert_eq!(all.arch, None);
+        assert_eq!(all.output, None);
+        assert!(!all.force);
+        assert_eq!(all.engine, BuildEngine::Docker);
+        let some = args(&[
+            "images",
+            "registrar",
+            "--arch",
+            "arm64,riscv64,ppc64el",
+            "--output",
+            "dist",
+            "--force",
+        ]);
+        assert_eq!(
+            some.arch.as_deref(),
+            Some(&["aarch64".to_owned(), "riscv64".into(), "ppc64le".into()][..])
+        );
+        assert_eq!(some.output, Some(PathBuf::from("dist")));
+        assert!(some.force);
+    }
+
+    #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, flag) in [
             (&["run", "--filter", "("][..], "--filter"),
@@ -563,6 +630,8 @@ mod tests {
                 "--slowdown",
             ),
             (&["compare", "a.json"], "CANDIDATE.json"),
+            (&["images", "registrar", "--arch", "x86_64"], "--arch"),
+            (&["images", "registrar", "--arch", "aarch64,mips"], "--arch"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

@@ -183,6 +183,9 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
         reason,
     };
     validate_repo(&options.repo).map_err(|r| invalid("repository name", &options.repo, r))?;
+    if let RegistrarSource::Cross { machine } = &options.registrar {
+        return Err(registrar::not_for_images(machine));
+    }
     if options.release == 0 {
         return Err(invalid("release", "0", "releases start at 1".into()));
     }
@@ -471,6 +474,7 @@ async fn obtain_registrar(
 ) -> Result<Registrar, ImageBuildError> {
     let path = match source {
         RegistrarSource::File(path) => path.clone(),
+        RegistrarSource::Cross { machine } => return Err(registrar::not_for_images(machine)),
         RegistrarSource::Workspace(workspace) => {
             let timer = StepTimer::start(
                 progress,
@@ -725,6 +729,10 @@ impl Plan<'_> {
             "qus-register, the binfmt_misc registrar of qus, alone: registers the host's /usr/bin/qemu-*-static",
             QUS_LICENSE,
         );
+        // It holds no QEMU: its version is the registrar's, so that builds
+        // of several QEMU versions into one repository leave it alone.
+        labels.remove(LABEL_QEMU_VERSION);
+        labels.insert(LABEL_VERSION.to_owned(), self.registrar.version.clone());
         labels.insert(
             LABEL_REGISTRAR_VERSION.to_owned(),
             self.registrar.version.clone(),

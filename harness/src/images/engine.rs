@@ -26,7 +26,8 @@ use super::error::ImageBuildError;
 use super::labels::{LABEL_RECIPE, LABEL_VERSION};
 use super::progress::{ImageStatus, Progress, Step, StepOutcome, StepTimer};
 use crate::runtime::{
-    BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, Runtime as _, RuntimeError,
+    BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, RunOutcome, RunSpec, Runtime as _,
+    RuntimeError,
 };
 
 /// Which engine builds images, and where it answers.
@@ -68,6 +69,13 @@ impl Builder {
         match self {
             Self::Docker(docker) => docker.build(spec).await,
             Self::Podman(podman) => podman.build(spec).await,
+        }
+    }
+
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.run(spec).await,
+            Self::Podman(podman) => podman.run(spec).await,
         }
     }
 
@@ -146,6 +154,12 @@ impl Engine {
     /// The engine's Docker-compatible API (for listings).
     pub(crate) fn api(&self) -> &Docker {
         &self.docker
+    }
+
+    /// Runs one container to completion (the cross builds' compiler); the
+    /// engine removes it. A failing command is an outcome, not an error.
+    pub(crate) async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, ImageBuildError> {
+        Ok(self.builder.run(spec).await?)
     }
 
     /// The image `reference` names, or `None` when there is none.

@@ -1,6 +1,6 @@
 //! Building the images qus ships and the fixtures its scenarios use.
 //!
-//! Two entry points, both blocking (each runs its own tokio runtime):
+//! Three entry points, all blocking (each runs its own tokio runtime):
 //!
 //! - [`build`]: the registrar images from Debian's QEMU package
 //!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
@@ -14,11 +14,14 @@
 //! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
 //!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`,
 //!   and one `FROM scratch` image per probe program
-//!   (`qus-fixtures/probe:<target>`).
+//!   (`qus-fixtures/probe:<target>`);
+//! - [`cross_registrars`]: static `qus-register` binaries for other CPUs,
+//!   compiled in Debian builder images (`qus-builders/rust-cross:<suite>-<arch>`)
+//!   and cached by recipe, for the images of other hosts.
 //!
-//! Both are idempotent: every image carries a recipe label (a hash of its
+//! All are idempotent: every image carries a recipe label (a hash of its
 //! inputs) and is skipped when its tags already name an image with that
-//! recipe; root filesystems are cached as tarballs keyed by recipe. Both
+//! recipe; root filesystems and binaries are cached keyed by recipe. All
 //! report [`ImagesEvent`]s to a [`Progress`] and never print. Nothing is
 //! pulled: every image is `FROM scratch`. The Containerfiles
 //! live in `images/` at the repository root and are compiled in.
@@ -33,6 +36,9 @@ mod apt;
 mod artifacts;
 mod build;
 mod containerfile;
+mod cross;
+mod cross_builder;
+mod cross_sources;
 mod deb;
 mod emulator;
 mod engine;
@@ -61,6 +67,10 @@ mod workdir;
 
 pub use apt::LIST_MAX_AGE;
 pub use build::{BuildOptions, BuildReport, DEFAULT_REPO, build};
+pub use cross::{
+    CROSS_TARGETS, CrossOptions, CrossRegistrar, CrossTarget, cross_registrar, cross_registrars,
+};
+pub use cross_builder::{BUILDER_REPO, DEFAULT_CROSS_SUITE};
 pub use deb::DebSource;
 pub use engine::{BuiltImage, ImageEngine};
 pub use error::ImageBuildError;

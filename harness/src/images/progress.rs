@@ -93,6 +93,20 @@ pub enum Step {
         /// The cache file.
         tarball: PathBuf,
     },
+    /// Copy the crates `Cargo.lock` names out of the host's cargo registry
+    /// (`cargo vendor`), for the cross builds, which run offline.
+    VendorCrates {
+        /// The workspace whose lock file is vendored.
+        workspace: PathBuf,
+    },
+    /// Compile a static `qus-register` for another CPU in its cross
+    /// builder image (or find it cached).
+    CrossCompile {
+        /// The target CPU (`aarch64`).
+        machine: String,
+        /// The cached binary.
+        binary: PathBuf,
+    },
 }
 
 /// How an image step ended when it did not fail.

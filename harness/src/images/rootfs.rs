@@ -200,9 +200,14 @@ impl RootfsRecipe {
 
     /// `<cache>/rootfs/<arch>-<recipe>.tar.gz`.
     pub(crate) fn tarball(&self, cache_dir: &Path) -> PathBuf {
-        cache_dir
-            .join("rootfs")
-            .join(format!("{}-{}.tar.gz", self.arch, self.hash()))
+        self.tarball_in(&cache_dir.join("rootfs"))
+    }
+
+    /// `<dir>/<arch>-<recipe>.tar.gz`: the tarball's name in a cache
+    /// directory of its own (the cross builders keep theirs apart from the
+    /// fixtures', so that neither replaces the other's).
+    pub(crate) fn tarball_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}-{}.tar.gz", self.arch, self.hash()))
     }
 
     /// The `debootstrap` arguments after the program name.
@@ -230,7 +235,17 @@ pub(crate) async fn ensure_tarball(
     cache_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(PathBuf, bool), ImageBuildError> {
-    let tarball = recipe.tarball(cache_dir);
+    ensure_tarball_at(recipe, recipe.tarball(cache_dir), progress).await
+}
+
+/// [`ensure_tarball`] for a tarball named by [`RootfsRecipe::tarball_in`]:
+/// tarballs of the same architecture with another recipe in its directory
+/// are removed once it is made.
+pub(crate) async fn ensure_tarball_at(
+    recipe: &RootfsRecipe,
+    tarball: PathBuf,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, bool), ImageBuildError> {
     let timer = StepTimer::start(
         progress,
         Step::Rootfs {

@@ -12,6 +12,6 @@ mod probe;
 mod resolve;
 mod version;
 
-pub use probe::{HostQemuProbe, QEMU_VERSION_ENV, choose_targets, probes_dir, version_line};
+pub use probe::{HostQemuProbe, choose_targets, version_line};
 pub use resolve::{ResolveError, ResolveOptions, match_tags, order, resolve};
 pub use version::{QemuSelector, cmp_optional_versions, newest_match, ran_mismatch};

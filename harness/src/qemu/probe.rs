@@ -3,11 +3,12 @@
 //! QEMU's user-mode emulators print their version and exit, instead of
 //! running the guest, when the environment holds `QEMU_VERSION` (QEMU's
 //! `linux-user/main.c` reads it as the `-version` option). So executing a
-//! static foreign probe program (`fixtures/probes/bin/<target>`) on the
-//! host with `QEMU_VERSION=1` makes the kernel start the registered
-//! interpreter, which prints `qemu-aarch64 version 7.2.22 (Debian
-//! 1:7.2+dfsg-7+deb12u18+b3)`: the QEMU that actually runs that target's
-//! binaries now, not the one a scenario asked for.
+//! static foreign probe program (the registrar library's embedded copy of
+//! `fixtures/probes/bin/<target>`) on the host with `QEMU_VERSION=1` makes
+//! the kernel start the registered interpreter, which prints `qemu-aarch64
+//! version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)`: the QEMU that
+//! actually runs that target's binaries now, not the one a scenario asked
+//! for.
 //!
 //! Only persistent handlers (flag `F`) are asked: the kernel opened their
 //! interpreter when they were registered, from the registrar's image, so
@@ -15,39 +16,24 @@
 //! its interpreter path where a binary runs: the host's copy (Debian's
 //! `/usr/bin/qemu-aarch64-static`, say) tells nothing about a container's,
 //! and the probe says so instead of answering. Which targets are probed is
-//! decided by [`choose_targets`] (pure);
-//! running one probe is [`version_line`], the one function to switch when
-//! the registrar library embeds the probes. Binfmt entries are read through
-//! `qus_registrar::binfmt`; nothing here writes them.
+//! decided by [`choose_targets`] (pure); running one probe is
+//! [`version_line`], over `qus_registrar::verify::qemu_version`. Binfmt
+//! entries are read through `qus_registrar::binfmt`; nothing here writes
+//! them.
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use qus_registrar::binfmt::Binfmt;
+use qus_registrar::verify;
 
-use crate::images::workspace_root;
-use crate::runner::QemuProbe;
-use crate::runtime::exec;
-
-/// The environment variable that makes a QEMU user-mode emulator print its
-/// version and exit.
-pub const QEMU_VERSION_ENV: &str = "QEMU_VERSION";
-
-/// Bound on one probe (QEMU prints its version in milliseconds).
-const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::runner::{QemuProbe, error_chain};
 
 /// How many targets are probed for one instance at most.
 const MAX_TARGETS: usize = 4;
 
 /// The fallback target when the instance names none that is registered.
 const DEFAULT_TARGET: &str = "aarch64";
-
-/// The probe programs: `fixtures/probes/bin` of the workspace.
-pub fn probes_dir() -> PathBuf {
-    workspace_root().join("fixtures/probes/bin")
-}
 
 /// The targets to probe: those of `preferred` that are `registered` (with
 /// an enabled handler) and have a probe in `available`; when none is,
@@ -77,33 +63,20 @@ pub fn choose_targets(
 }
 
 /// The version line the interpreter registered for `target` prints when
-/// its probe runs with `QEMU_VERSION=1`.
+/// its probe runs with `QEMU_VERSION=1` (the registrar library runs it, with
+/// a timeout, on a blocking thread).
 ///
 /// # Errors
 ///
-/// The probe cannot be started (no handler registered: `exec format
-/// error`), times out, fails, or prints no `qemu-... version` line.
+/// The probe cannot be run (no handler registered: `exec format error`),
+/// times out, or prints no `qemu-... version` line.
 pub async fn version_line(target: &str) -> Result<String, String> {
-    let probe = probes_dir().join(target);
-    let command = vec![probe.display().to_string()];
-    let env = vec![(QEMU_VERSION_ENV.to_owned(), "1".to_owned())];
-    let outcome = exec(&command, &env, PROBE_TIMEOUT)
+    let owned = target.to_owned();
+    tokio::task::spawn_blocking(move || verify::qemu_version(&owned))
         .await
-        .map_err(|e| format!("failed to run `{}`: {e}", probe.display()))?;
-    let line = outcome
-        .stdout
-        .lines()
-        .find(|l| l.starts_with("qemu-") && l.contains(" version "));
-    match line {
-        Some(line) if outcome.is_success() => Ok(line.trim().to_owned()),
-        _ => Err(format!(
-            "`{QEMU_VERSION_ENV}=1 {}` printed no QEMU version (exit code {}{}): {}",
-            probe.display(),
-            outcome.exit_code,
-            if outcome.timed_out { ", timed out" } else { "" },
-            outcome.stdout.lines().next().unwrap_or("no output")
-        )),
-    }
+        .map_err(|e| format!("the `{target}` probe did not finish: {e}"))?
+        .map(|line| line.trim().to_owned())
+        .map_err(|e| error_chain(&e))
 }
 
 /// Enabled `qemu-*` targets: persistent ones, and the others with their
@@ -145,13 +118,7 @@ impl HostQemuProbe {
 
     /// The targets with a probe program.
     fn available() -> BTreeSet<String> {
-        std::fs::read_dir(probes_dir())
-            .map(|dir| {
-                dir.filter_map(Result::ok)
-                    .filter_map(|e| e.file_name().to_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
+        verify::probed_targets().map(str::to_owned).collect()
     }
 
     async fn lines(&self, preferred: &[String]) -> Result<Vec<String>, String> {
@@ -164,10 +131,7 @@ impl HostQemuProbe {
                      `qemu-{target}` opens `{interpreter}` where a binary runs, so the \
                      host's copy tells nothing about a container's"
                 ),
-                None => format!(
-                    "no enabled `qemu-*` handler with a probe in `{}` is registered",
-                    probes_dir().display()
-                ),
+                None => "no enabled `qemu-*` handler with a probe is registered".to_owned(),
             });
         }
         let mut lines: Vec<String> = Vec::new();

@@ -34,9 +34,16 @@ use super::{
 /// The throwaway repository of these trials.
 pub const REPO: &str = "qus-test-versions/qemu-user-static";
 
-/// The temporary cache directory (private APT directories) of this process.
+/// The temporary cache directory (private APT directories) of the other
+/// trials of this process.
 pub fn test_cache_dir() -> PathBuf {
     std::env::temp_dir().join(format!("qus-images-test-cache-{}", std::process::id()))
+}
+
+/// The sequence's own cache directory: its suites start cold whatever the
+/// other trials fetched before.
+fn sequence_cache_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("qus-images-test-suites-{}", std::process::id()))
 }
 
 /// Where the sid build writes its artifacts.
@@ -54,6 +61,7 @@ impl Drop for Guard {
             remove_repo();
         }
         let _ = std::fs::remove_dir_all(test_cache_dir());
+        let _ = std::fs::remove_dir_all(sequence_cache_dir());
         let _ = std::fs::remove_dir_all(output_dir());
     }
 }
@@ -108,7 +116,7 @@ fn options(suite: Suite, output: Option<PathBuf>) -> BuildOptions {
             version: None,
             suite: Some(suite),
         },
-        cache_dir: test_cache_dir(),
+        cache_dir: sequence_cache_dir(),
         registrar: RegistrarSource::default(),
         output_dir: output,
         ..BuildOptions::default()
@@ -337,7 +345,9 @@ pub fn suites_are_fetched_without_touching_the_hosts_apt() -> Result<(), Failed>
         (Suite::Trixie, &sequence.trixie),
         (Suite::Sid, &sequence.sid),
     ] {
-        let dir = test_cache_dir().join("apt").join(format!("{suite}-{arch}"));
+        let dir = sequence_cache_dir()
+            .join("apt")
+            .join(format!("{suite}-{arch}"));
         let sources = std::fs::read_to_string(dir.join("sources.list"))?;
         check(
             sources
@@ -560,9 +570,10 @@ pub fn a_warm_suite_build_fetches_and_builds_nothing() -> Result<(), Failed> {
 }
 
 /// Downloads `package=version` with the private APT directory of `suite`
-/// that the sequence left in the test cache, into a new temporary
-/// directory; returns the directory and the `.deb`.
+/// that a build left in `cache`, into a new temporary directory; returns
+/// the directory and the `.deb`.
 fn download_with(
+    cache: &Path,
     suite: Suite,
     package: &str,
     version: &str,
@@ -571,7 +582,7 @@ fn download_with(
         "x86_64" => "amd64",
         other => return Err(format!("no Debian name known here for `{other}`").into()),
     };
-    let apt = test_cache_dir().join("apt").join(format!("{suite}-{arch}"));
+    let apt = cache.join("apt").join(format!("{suite}-{arch}"));
     let out = tempfile::tempdir()?;
     let status = Command::new("apt-get")
         .arg("-q")
@@ -611,7 +622,12 @@ fn download_with(
 pub fn a_transitional_package_resolves_to_qemu_user() -> Result<(), Failed> {
     let trixie = &sequence()?.trixie.report;
     // trixie's qemu-user-static is the transitional package of its qemu-user.
-    let (_dir, deb) = download_with(Suite::Trixie, "qemu-user-static", &trixie.debian_version)?;
+    let (_dir, deb) = download_with(
+        &sequence_cache_dir(),
+        Suite::Trixie,
+        "qemu-user-static",
+        &trixie.debian_version,
+    )?;
     let options = BuildOptions {
         deb: DebSource::File(deb.clone()),
         ..options(Suite::Trixie, None)
@@ -661,7 +677,7 @@ pub fn a_dynamic_qemu_user_is_refused_by_name() -> Result<(), Failed> {
     super::built()?;
     let version = super::installed_qemu_version().ok_or("no installed version")?;
     // bookworm's qemu-user (QEMU 7.2) is dynamically linked.
-    let (_dir, deb) = download_with(Suite::Bookworm, "qemu-user", &version)?;
+    let (_dir, deb) = download_with(&test_cache_dir(), Suite::Bookworm, "qemu-user", &version)?;
     let options = BuildOptions {
         deb: DebSource::File(deb.clone()),
         ..options(Suite::Bookworm, None)
