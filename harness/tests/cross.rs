@@ -10,9 +10,13 @@
 //! cache (`$QUS_CACHE_DIR`, `/var/cache/qus`) and the shared builder image
 //! `qus-builders/rust-cross:testing-arm64`, both keyed by recipe and kept
 //! for the next run; a binary compiled from a modified copy of the
-//! workspace is removed by a guard. The emulated registrar only ever runs
-//! with `--dry-run` on a temporary mount point: binfmt_misc is never
-//! written. Trials run one at a time (one cargo target directory).
+//! workspace is removed by a guard. The emulated registrar runs with
+//! `--dry-run` on a temporary mount point, except in the emulation guard's
+//! trial: there it is asked for a real registration on the host's
+//! binfmt_misc, which its guard must refuse; the trial compares the
+//! registry with a snapshot taken before and puts the snapshot back
+//! whatever happened. Trials run one at a time (one cargo target
+//! directory).
 
 #![cfg(feature = "docker")]
 
@@ -26,6 +30,7 @@ use qus_harness::images::{
     CrossOptions, CrossTarget, ImagesEvent, Step, StepOutcome, cross_registrar, cross_registrars,
 };
 use qus_harness::runtime::DockerRuntime;
+use qus_registrar::binfmt::{Binfmt, MountState, Snapshot};
 use qus_registrar::elf;
 use qus_registrar::targets::{Class, Endian};
 
@@ -50,6 +55,10 @@ fn main() {
         (
             "aarch64_registrar_runs_under_qemu_and_plans_for_an_aarch64_host",
             aarch64_registrar_runs_under_qemu_and_plans_for_an_aarch64_host,
+        ),
+        (
+            "the_emulated_registrar_refuses_the_real_hosts_family_and_changes_nothing",
+            the_emulated_registrar_refuses_the_real_hosts_family_and_changes_nothing,
         ),
         (
             "a_second_request_is_a_cache_hit_without_an_engine_step",
@@ -267,6 +276,89 @@ fn aarch64_registrar_runs_under_qemu_and_plans_for_an_aarch64_host() -> Result<(
         std::fs::read_dir(mount.path())?.next().is_none(),
         "the dry run wrote to its mount point",
     )?;
+    Ok(())
+}
+
+/// Puts the host's binfmt_misc entries back as they were, whatever the
+/// trial did (the emulated registrar must not change them at all).
+struct RestoreBinfmt {
+    binfmt: Binfmt,
+    snapshot: Snapshot,
+}
+
+impl Drop for RestoreBinfmt {
+    fn drop(&mut self) {
+        if let Err(e) = self.binfmt.restore(&self.snapshot) {
+            eprintln!("failed to restore binfmt_misc: {}", chain(&e));
+        }
+    }
+}
+
+/// Issue 12's emulation guard, for real: the aarch64 registrar run by
+/// Debian's `qemu-aarch64-static` on this x86_64 host sees `uname -m` =
+/// `aarch64`, and would register `qemu-x86_64` and `qemu-i386` (capturing
+/// every native binary of the host) but for the guard. Asked for a real
+/// `--reset -p yes` on the host's binfmt_misc, it refuses, names both
+/// architectures, exits 1 and changes nothing.
+fn the_emulated_registrar_refuses_the_real_hosts_family_and_changes_nothing() -> Result<(), Failed>
+{
+    let host = std::env::consts::ARCH;
+    check(
+        host == "x86_64",
+        format!("the trial is written for an x86_64 host, not `{host}`"),
+    )?;
+    let binary = aarch64()?;
+    let binary = binary.to_str().unwrap();
+    let binfmt = Binfmt::default();
+    if binfmt.state() == MountState::NotMounted {
+        binfmt.mount().map_err(|e| chain(&e))?;
+    }
+    let before = binfmt.snapshot().map_err(|e| chain(&e))?;
+    let _restore = RestoreBinfmt {
+        binfmt: binfmt.clone(),
+        snapshot: before.clone(),
+    };
+
+    // The dry run shows the emulated host's plan and what a real run refuses.
+    let dry = run(QEMU_AARCH64, &[binary, "--dry-run", "--reset", "-p", "yes"])?;
+    let (out, err) = (
+        String::from_utf8_lossy(&dry.stdout),
+        String::from_utf8_lossy(&dry.stderr),
+    );
+    check(dry.status.success(), format!("dry run: {dry:?}"))?;
+    for target in ["qemu-x86_64", "qemu-i386"] {
+        check(
+            err.contains(&format!("note: a real run refuses `{target}`")),
+            format!("no note for {target}:\n{err}"),
+        )?;
+    }
+
+    let real = run(QEMU_AARCH64, &[binary, "--reset", "-p", "yes"])?;
+    let (out2, err2) = (
+        String::from_utf8_lossy(&real.stdout),
+        String::from_utf8_lossy(&real.stderr),
+    );
+    let after = binfmt.snapshot().map_err(|e| chain(&e))?;
+    check(
+        after == before,
+        format!(
+            "the registry changed under the emulated registrar:\nstdout: {out2}\nstderr: {err2}"
+        ),
+    )?;
+    check(
+        real.status.code() == Some(1),
+        format!("exit status {:?}, expected 1:\n{err2}", real.status.code()),
+    )?;
+    check(
+        err2.contains("error: refused `qemu-x86_64`")
+            && err2.contains("an `aarch64` build on a `x86_64` host"),
+        format!("the refusal does not name both architectures:\n{err2}"),
+    )?;
+    check(
+        err2.contains("nothing was changed"),
+        format!("no \"nothing was changed\":\n{err2}"),
+    )?;
+    eprintln!("    dry run: {} plan lines", out.lines().count());
     Ok(())
 }
 
