@@ -127,10 +127,10 @@ impl ConsoleReporter {
     fn flush_stream(&mut self, instance: &InstanceId) {
         let mut text = String::new();
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(rest) = self.partial.remove(&(instance.id.clone(), stream)) {
-                if !rest.is_empty() {
-                    let _ = writeln!(text, "{} {stream}: {rest}", instance.id);
-                }
+            if let Some(rest) = self.partial.remove(&(instance.id.clone(), stream))
+                && !rest.is_empty()
+            {
+                let _ = writeln!(text, "{} {stream}: {rest}", instance.id);
             }
         }
         self.emit(&text);
@@ -178,11 +178,11 @@ impl Reporter for ConsoleReporter {
                 index,
                 name,
             } => {
-                if let Some(progress) = &self.progress {
-                    if let Some(spinner) = progress.spinners.get(&instance.id) {
-                        spinner.set_message(format!("{phase}[{index}] {name}"));
-                        spinner.reset_elapsed();
-                    }
+                if let Some(progress) = &self.progress
+                    && let Some(spinner) = progress.spinners.get(&instance.id)
+                {
+                    spinner.set_message(format!("{phase}[{index}] {name}"));
+                    spinner.reset_elapsed();
                 }
             }
             Event::StepOutput {
@@ -299,10 +299,10 @@ fn finished_block(instance: &InstanceId, result: &ScenarioResult) -> String {
     if let Some(failure) = &result.failure {
         push_indented(&mut text, INDENT, failure);
     }
-    if result.status.is_failure() {
-        if let Some(step) = result.failing_step() {
-            failing_step_lines(&mut text, step);
-        }
+    if result.status.is_failure()
+        && let Some(step) = result.failing_step()
+    {
+        failing_step_lines(&mut text, step);
     }
     for (phase, index, name, step) in &result.steps {
         if step.attempts > 1 && !step.status.is_failure() {
@@ -468,10 +468,10 @@ impl SharedOut {
     fn with(&self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
         // A panic elsewhere while holding the lock leaves the writer usable.
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.error.is_none() {
-            if let Err(error) = f(&mut state.writer) {
-                state.error = Some(error);
-            }
+        if state.error.is_none()
+            && let Err(error) = f(&mut state.writer)
+        {
+            state.error = Some(error);
         }
     }
 
