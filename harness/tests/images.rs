@@ -250,17 +250,15 @@ impl Recorder {
             outcome,
             elapsed,
         } = event
+            && (*elapsed >= Duration::from_millis(1500)
+                || matches!(outcome, StepOutcome::Failed { .. }))
         {
-            if *elapsed >= Duration::from_millis(1500)
-                || matches!(outcome, StepOutcome::Failed { .. })
-            {
-                eprintln!(
-                    "    {:>7.1}s {} {:?}",
-                    elapsed.as_secs_f64(),
-                    step_name(step),
-                    outcome
-                );
-            }
+            eprintln!(
+                "    {:>7.1}s {} {:?}",
+                elapsed.as_secs_f64(),
+                step_name(step),
+                outcome
+            );
         }
         self.0.lock().unwrap().push(event.clone());
     }

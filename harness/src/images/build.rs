@@ -452,16 +452,16 @@ async fn unpack_for_host(
     machine: &str,
 ) -> Result<deb::Unpacked, ImageBuildError> {
     let unpacked = deb::unpack(deb_path, dir).await?;
-    if let Some(host) = deb::debian_arch(machine) {
-        if unpacked.architecture != host {
-            return Err(ImageBuildError::InvalidDeb {
-                path: deb_path.to_owned(),
-                reason: format!(
-                    "it is built for `{}` and this host is `{host}`: its emulators would not run here",
-                    unpacked.architecture
-                ),
-            });
-        }
+    if let Some(host) = deb::debian_arch(machine)
+        && unpacked.architecture != host
+    {
+        return Err(ImageBuildError::InvalidDeb {
+            path: deb_path.to_owned(),
+            reason: format!(
+                "it is built for `{}` and this host is `{host}`: its emulators would not run here",
+                unpacked.architecture
+            ),
+        });
     }
     Ok(unpacked)
 }

@@ -83,16 +83,16 @@ fn check_one(
             "it is dynamically linked (interpreter `{interp}`) and the images have no loader{hint}"
         )));
     }
-    if let Some(host) = host {
-        if !elf::matches(host, &bytes) {
-            let runs_on = elf::matching_targets(&bytes).first().map_or_else(
-                || format!("ELF machine {}", header.machine),
-                |t| format!("`{}`", t.name),
-            );
-            return Err(refuse(format!(
-                "it is built for {runs_on}, not for this host's CPU `{machine}`"
-            )));
-        }
+    if let Some(host) = host
+        && !elf::matches(host, &bytes)
+    {
+        let runs_on = elf::matching_targets(&bytes).first().map_or_else(
+            || format!("ELF machine {}", header.machine),
+            |t| format!("`{}`", t.name),
+        );
+        return Err(refuse(format!(
+            "it is built for {runs_on}, not for this host's CPU `{machine}`"
+        )));
     }
     Ok(())
 }

@@ -155,13 +155,13 @@ pub(crate) fn check_static(
         });
     }
     let bytes = std::fs::read(path).map_err(ImageBuildError::io("read", path))?;
-    if let Some(target) = targets::find(machine) {
-        if !elf::matches(target, &bytes) {
-            return Err(ImageBuildError::UnusableRegistrar {
-                path: path.to_owned(),
-                reason: format!("it is not an executable for {what} `{machine}`"),
-            });
-        }
+    if let Some(target) = targets::find(machine)
+        && !elf::matches(target, &bytes)
+    {
+        return Err(ImageBuildError::UnusableRegistrar {
+            path: path.to_owned(),
+            reason: format!("it is not an executable for {what} `{machine}`"),
+        });
     }
     Ok(bytes)
 }

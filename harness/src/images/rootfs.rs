@@ -361,10 +361,11 @@ fn remove_other_recipes(dir: &Path, arch: DebianArch, keep: &Path) {
             .and_then(|rest| rest.strip_suffix(".tar.gz"));
         let is_recipe =
             stem.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()));
-        if is_recipe && path != keep {
-            if let Err(err) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
-            }
+        if is_recipe
+            && path != keep
+            && let Err(err) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
         }
     }
 }

@@ -354,10 +354,10 @@ fn finished_block(name: &str, result: &ScenarioResult) -> String {
     if let Some(failure) = &result.failure {
         push_indented(&mut text, INDENT, failure);
     }
-    if result.status.is_failure() {
-        if let Some(step) = result.failing_step() {
-            failing_step_lines(&mut text, step);
-        }
+    if result.status.is_failure()
+        && let Some(step) = result.failing_step()
+    {
+        failing_step_lines(&mut text, step);
     }
     for (phase, index, name, step) in &result.steps {
         if step.attempts > 1 && !step.status.is_failure() {
@@ -523,10 +523,10 @@ impl SharedOut {
     fn with(&self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
         // A panic elsewhere while holding the lock leaves the writer usable.
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.error.is_none() {
-            if let Err(error) = f(&mut state.writer) {
-                state.error = Some(error);
-            }
+        if state.error.is_none()
+            && let Err(error) = f(&mut state.writer)
+        {
+            state.error = Some(error);
         }
     }
 

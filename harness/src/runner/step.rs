@@ -375,7 +375,7 @@ fn sanitize_tag(s: &str) -> String {
 /// `1.5s`, `2m`, for messages.
 pub(crate) fn humantime(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if secs >= 60.0 && d.as_secs() % 60 == 0 {
+    if secs >= 60.0 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else if secs >= 1.0 {
         format!("{}s", (secs * 10.0).round() / 10.0)

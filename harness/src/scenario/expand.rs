@@ -1001,7 +1001,8 @@ fn check_flags(flags: &str) -> Result<String, String> {
 
 fn check_hex(value: &str, key: &str) -> Result<String, String> {
     let hex = value.to_ascii_lowercase();
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err(format!(
             "invalid `{key}` `{value}`; expected an even number of hex digits, such as `7f454c46`"
         ));
