@@ -143,10 +143,10 @@ impl ConsoleReporter {
         let mut text = String::new();
         let label = self.label(instance);
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(rest) = self.partial.remove(&(instance.key(), stream)) {
-                if !rest.is_empty() {
-                    let _ = writeln!(text, "{label} {stream}: {rest}");
-                }
+            if let Some(rest) = self.partial.remove(&(instance.key(), stream))
+                && !rest.is_empty()
+            {
+                let _ = writeln!(text, "{label} {stream}: {rest}");
             }
         }
         self.emit(&text);
@@ -214,11 +214,11 @@ impl Reporter for ConsoleReporter {
                 index,
                 name,
             } => {
-                if let Some(progress) = &self.progress {
-                    if let Some(spinner) = progress.spinners.get(&instance.key()) {
-                        spinner.set_message(format!("{phase}[{index}] {name}"));
-                        spinner.reset_elapsed();
-                    }
+                if let Some(progress) = &self.progress
+                    && let Some(spinner) = progress.spinners.get(&instance.key())
+                {
+                    spinner.set_message(format!("{phase}[{index}] {name}"));
+                    spinner.reset_elapsed();
                 }
             }
             Event::StepOutput {
