@@ -2,21 +2,24 @@
 //!
 //! The main function is [`run`]: it resolves the [`Cli`] (targets, mode),
 //! then exports files, prints the status, or plans and applies a
-//! registration or uninstall. Results go to `out`, warnings and errors to
-//! `err`; the return value is the exit status. Applying is all or nothing:
-//! a refused plan writes nothing, and a kernel error half-way undoes what
-//! this run already did, so the registry is left as it was found.
+//! registration or uninstall (`apply.rs`). Results go to `out`, warnings and
+//! errors to `err`; the return value is the exit status. [`run_with`] does
+//! the same on an [`Env`] of the caller's: tests pass an in-memory registry
+//! (`registry.rs`) and their own host facts.
 
-use std::io::{self, Read as _, Write};
-use std::os::unix::fs::PermissionsExt as _;
+use std::io::{self, Write};
 
-use crate::binfmt::{Binfmt, BinfmtError, BinfmtErrorKind, HostFacts, MountState};
+use crate::apply;
+use crate::binfmt::{Binfmt, HostFacts, MountState};
 use crate::cli::{Cli, exit};
-use crate::elf;
-use crate::entry::{self, Entry, Flags};
+use crate::entry::{Entry, Flags};
 use crate::export::{self, ExportOptions, Format};
-use crate::plan::{self, Action, InterpreterFacts, Plan, Request, SkipReason};
+use crate::interpreter::{self, ChoiceReason, InterpreterFacts};
+use crate::plan::{self, Request};
+use crate::registry::Registry;
+use crate::status;
 use crate::targets::{self, Target};
+use crate::verify;
 
 /// A command line that is well formed but names something unknown.
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +33,62 @@ pub struct UsageError {
     pub reason: String,
 }
 
-/// How much of an interpreter is read to find its program headers. They sit
-/// right after the ELF header in every linker's output; reading whole
-/// interpreters (several MB each) would dominate the run time.
-const ELF_PREFIX: u64 = 64 * 1024;
+/// What a run works on: the registry, the host, and how interpreter files
+/// are looked at. [`run`] builds the real one.
+pub struct Env<'a> {
+    /// The binfmt_misc registry.
+    pub registry: &'a dyn Registry,
+    /// Facts about the host.
+    pub host: HostFacts,
+    /// Answers what an interpreter file is ([`interpreter::facts`]).
+    pub interpreter: &'a dyn Fn(&str) -> InterpreterFacts,
+}
 
-/// Runs the command; returns the exit status.
+/// Runs the command on this host; returns the exit status.
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    let binfmt = Binfmt::new(&cli.mount);
+    let env = Env {
+        registry: &binfmt,
+        host: HostFacts::read(cli.host_arch.as_deref()),
+        interpreter: &interpreter::facts,
+    };
+    run_with(cli, &env, out, err)
+}
+
+/// Runs the command on `env`; returns the exit status. A reader that went
+/// away (`qus-register ... | head`) loses the rest of the report, never the
+/// errors on `err` nor the exit status.
+pub fn run_with(
+    cli: &Cli,
+    env: &Env<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let mut out = PipeTolerant(out);
     match resolve(cli) {
-        Ok(mode) => execute(cli, mode, out, err),
+        Ok(mode) => execute(cli, env, mode, &mut out, err),
         Err(e) => {
             writeln!(err, "error: {e}")?;
             Ok(exit::USAGE)
+        }
+    }
+}
+
+/// Stdout that drops what it cannot write once the reader has gone
+/// (`EPIPE`), so the run goes on to its errors and its exit status.
+struct PipeTolerant<'a>(&'a mut dyn Write);
+
+impl Write for PipeTolerant<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self.0.write(buf) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(buf.len()),
+            r => r,
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self.0.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            r => r,
         }
     }
 }
@@ -50,6 +97,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
 enum Mode {
     Export(Format, Vec<&'static Target>),
     Status,
+    Verify,
     Uninstall(Option<Vec<&'static Target>>),
     Register(Option<Vec<&'static Target>>),
 }
@@ -109,6 +157,16 @@ fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
     if cli.status {
         return Ok(Mode::Status);
     }
+    let registers = cli.reset
+        || cli.targets.is_some()
+        || cli.replace
+        || cli.persistent.is_yes()
+        || cli.credential.is_yes()
+        || cli.preserve_argv0.is_yes()
+        || cli.ignore_family.is_yes();
+    if cli.verify && !registers {
+        return Ok(Mode::Verify);
+    }
     if let Some(list) = &cli.uninstall {
         if list.trim() == "all" {
             return Ok(Mode::Uninstall(None));
@@ -136,21 +194,40 @@ fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {
     }
 }
 
-fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
-    let host = HostFacts::read(cli.host_arch.as_deref());
-    let binfmt = Binfmt::new(&cli.mount);
+fn execute(
+    cli: &Cli,
+    env: &Env<'_>,
+    mode: Mode,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let (registry, host) = (env.registry, &env.host);
     match mode {
-        Mode::Export(format, list) => export_files(cli, &host, format, list, out, err),
-        Mode::Status => status(&binfmt, &host, cli.json, out, err),
-        Mode::Uninstall(list) => {
-            let Some(current) = open_registry(&binfmt, cli.dry_run, err)? else {
+        Mode::Export(format, list) => export_files(cli, host, format, list, out, err),
+        Mode::Status => status::status(cli, registry, host, out, err),
+        Mode::Verify => {
+            let Some(current) = open_registry(registry, false, err)? else {
                 return Ok(exit::FAILED);
             };
-            let plan = plan::plan_uninstall(list.as_deref(), &host, cli.force, &current);
+            let names: Vec<&'static str> = current
+                .iter()
+                .filter_map(|e| e.name.strip_prefix("qemu-").and_then(targets::find))
+                .map(|t| t.name)
+                .collect();
+            if names.is_empty() {
+                writeln!(out, "no qemu-* entry is registered")?;
+            }
+            verify::report(registry, host, &names, out, err)
+        }
+        Mode::Uninstall(list) => {
+            let Some(current) = open_registry(registry, cli.dry_run, err)? else {
+                return Ok(exit::FAILED);
+            };
+            let plan = plan::plan_uninstall(list.as_deref(), host, cli.force, &current);
             if plan.actions.is_empty() {
                 writeln!(out, "nothing to remove")?;
             }
-            finish(&binfmt, &plan, cli.dry_run, out, err)
+            apply::finish(registry, &current, &plan, cli.dry_run, out, err)
         }
         Mode::Register(list) => {
             if cli.credential.is_yes() {
@@ -161,12 +238,50 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
                      use it only where every foreign binary is trusted"
                 )?;
             }
-            let Some(current) = open_registry(&binfmt, cli.dry_run, err)? else {
+            if cli.preserve_argv0.is_yes() && host.kernel_older_than(5, 12) {
+                // Linux 5.12 tells the interpreter through AT_FLAGS that
+                // `P` is set; QEMU reads that flag and otherwise cannot know
+                // that argv[0] is the original one.
+                writeln!(
+                    err,
+                    "warning: `--preserve-argv0 yes` registers with `P`, but kernel `{}` is \
+                     older than 5.12 and does not tell QEMU that `P` is set: QEMU then \
+                     takes the original argv[0] for the program's path",
+                    host.kernel_release
+                )?;
+            }
+            let Some(current) = open_registry(registry, cli.dry_run, err)? else {
                 return Ok(exit::FAILED);
             };
             let request = request(cli, list);
-            let plan = plan::plan(&request, &host, &current, &interpreter_facts);
-            finish(&binfmt, &plan, cli.dry_run, out, err)
+            // A dry run under emulation shows the plan of the emulated host
+            // and says what a real run would refuse.
+            let emulated = host.emulation.clone().filter(|_| cli.dry_run);
+            let plan_host = HostFacts {
+                emulation: host.emulation.clone().filter(|_| !cli.dry_run),
+                ..host.clone()
+            };
+            let plan = plan::plan(&request, &plan_host, &current, env.interpreter);
+            if let Some(em) = emulated {
+                let would = plan::plan(&request, host, &current, env.interpreter);
+                for (target, refusal) in would.refusals() {
+                    if matches!(refusal, plan::Refusal::UnderEmulation { .. }) {
+                        writeln!(err, "note: a real run refuses `qemu-{target}`: {refusal}")?;
+                    }
+                }
+                writeln!(
+                    err,
+                    "note: this registrar runs under QEMU emulation (`{}` via `{}` on a `{}` host)",
+                    em.emulated,
+                    em.real_exe.display(),
+                    em.real
+                )?;
+            }
+            let code = apply::finish(registry, &current, &plan, cli.dry_run, out, err)?;
+            if code != exit::OK || !cli.verify {
+                return Ok(code);
+            }
+            verify::report(registry, host, &plan.wanted_targets(), out, err)
         }
     }
 }
@@ -174,7 +289,7 @@ fn execute(cli: &Cli, mode: Mode, out: &mut dyn Write, err: &mut dyn Write) -> i
 /// Makes sure binfmt_misc is mounted (unless only looking) and lists it.
 /// `None` after an error was printed.
 fn open_registry(
-    binfmt: &Binfmt,
+    binfmt: &dyn Registry,
     dry_run: bool,
     err: &mut dyn Write,
 ) -> io::Result<Option<Vec<Entry>>> {
@@ -218,233 +333,6 @@ fn open_registry(
     }
 }
 
-/// Looks at an interpreter file: exists, executable, static.
-fn interpreter_facts(path: &str) -> InterpreterFacts {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return InterpreterFacts::Missing,
-        Err(e) => return InterpreterFacts::Unreadable(e.to_string()),
-    };
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return InterpreterFacts::NotExecutable;
-    }
-    let mut prefix = Vec::new();
-    let read = std::fs::File::open(path).and_then(|f| f.take(ELF_PREFIX).read_to_end(&mut prefix));
-    if let Err(e) = read {
-        return InterpreterFacts::Unreadable(e.to_string());
-    }
-    match elf::parse(&prefix) {
-        Ok(header) => InterpreterFacts::Elf {
-            interp: header.interp,
-        },
-        Err(e) => InterpreterFacts::Unreadable(e.to_string()),
-    }
-}
-
-/// Prints the plan, then applies it unless it is refused or a dry run.
-fn finish(
-    binfmt: &Binfmt,
-    plan: &Plan,
-    dry_run: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<u8> {
-    if dry_run {
-        print_plan(plan, out)?;
-    }
-    if !plan.is_applicable() {
-        for (target, refusal) in plan.refusals() {
-            if target == "*" {
-                writeln!(err, "error: refused: {refusal}")?;
-            } else {
-                writeln!(err, "error: refused `qemu-{target}`: {refusal}")?;
-            }
-        }
-        writeln!(err, "nothing was changed")?;
-        return Ok(exit::FAILED);
-    }
-    if dry_run {
-        writeln!(out, "dry run: nothing was changed")?;
-        return Ok(exit::OK);
-    }
-    // Buffer the report: a closed stdout must not stop the loop half-way,
-    // with no rollback.
-    let (mut report, mut problems) = (Vec::new(), Vec::new());
-    let code = apply(binfmt, plan, &mut report, &mut problems)?;
-    out.write_all(&report)?;
-    err.write_all(&problems)?;
-    Ok(code)
-}
-
-fn print_plan(plan: &Plan, out: &mut dyn Write) -> io::Result<()> {
-    for action in &plan.actions {
-        match action {
-            Action::Remove { name, .. } => writeln!(out, "remove      {name}")?,
-            Action::Register { line, replaces, .. } => {
-                let verb = if *replaces {
-                    "replace   "
-                } else {
-                    "register  "
-                };
-                writeln!(out, "{verb}  {line}")?;
-            }
-            Action::Skip { target, reason } => {
-                writeln!(out, "skip        qemu-{target}  ({})", skip_text(reason))?
-            }
-            Action::Refuse { target, .. } => writeln!(out, "refuse      qemu-{target}")?,
-        }
-    }
-    Ok(())
-}
-
-fn skip_text(reason: &SkipReason) -> &'static str {
-    match reason {
-        SkipReason::AlreadyRegistered => "already registered",
-        SkipReason::HostFamily => "host family: runs natively",
-    }
-}
-
-/// One action that reached the kernel, kept to undo it.
-enum Done {
-    Removed(Entry),
-    Registered(String),
-}
-
-/// Applies an applicable plan; on the first failure undoes what was done.
-fn apply(binfmt: &Binfmt, plan: &Plan, out: &mut Vec<u8>, err: &mut Vec<u8>) -> io::Result<u8> {
-    let mut done: Vec<Done> = Vec::new();
-    let (mut registered, mut unchanged, mut removed) = (0, 0, 0);
-    for action in &plan.actions {
-        let result = match action {
-            Action::Remove { name, previous } => match binfmt.remove(name) {
-                Ok(()) => {
-                    if let Some(p) = previous {
-                        done.push(Done::Removed(p.clone()));
-                    }
-                    removed += 1;
-                    writeln!(out, "removed     {name}")?;
-                    Ok(())
-                }
-                // Another registrar removed it first: the goal is reached.
-                Err(e) if e.kind == BinfmtErrorKind::NotFound => Ok(()),
-                Err(e) => Err((name.clone(), e)),
-            },
-            Action::Register {
-                line,
-                expected,
-                replaces,
-                ..
-            } => match register_checked(binfmt, line, expected) {
-                Ok(true) => {
-                    done.push(Done::Registered(expected.name.clone()));
-                    registered += 1;
-                    let verb = if *replaces {
-                        "replaced  "
-                    } else {
-                        "registered"
-                    };
-                    writeln!(
-                        out,
-                        "{verb}  {}  {}  flags: {}",
-                        expected.name, expected.interpreter, expected.flags
-                    )?;
-                    Ok(())
-                }
-                Ok(false) => {
-                    unchanged += 1;
-                    writeln!(out, "unchanged   {}  already registered", expected.name)?;
-                    Ok(())
-                }
-                Err(e) => Err((expected.name.clone(), e)),
-            },
-            Action::Skip { target, reason } => {
-                if *reason == SkipReason::AlreadyRegistered {
-                    unchanged += 1;
-                    writeln!(out, "unchanged   qemu-{target}  already registered")?;
-                }
-                Ok(())
-            }
-            Action::Refuse { .. } => unreachable!("a refused plan is never applied"),
-        };
-        if let Err((name, e)) = result {
-            writeln!(err, "error: `{name}` failed")?;
-            print_error(err, &e)?;
-            rollback(binfmt, done, err)?;
-            return Ok(exit::FAILED);
-        }
-    }
-    writeln!(
-        out,
-        "{registered} registered, {unchanged} unchanged, {removed} removed"
-    )?;
-    Ok(exit::OK)
-}
-
-/// Registers one record and checks the kernel's readback. `Ok(false)` when
-/// an identical entry appeared meanwhile (a concurrent registrar).
-fn register_checked(binfmt: &Binfmt, line: &str, expected: &Entry) -> Result<bool, BinfmtError> {
-    let name = &expected.name;
-    let written = match binfmt.register(name, line) {
-        Ok(()) => true,
-        Err(e) if e.kind == BinfmtErrorKind::AlreadyRegistered => false,
-        Err(e) => return Err(e),
-    };
-    let path = binfmt.root().join(name);
-    match binfmt.read(name)? {
-        Some(now) if now.diff(expected).is_empty() => Ok(written),
-        Some(now) => Err(BinfmtError {
-            operation: format!(
-                "verify `{name}` ({}) in",
-                now.diff(expected)
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-            path,
-            kind: BinfmtErrorKind::Other,
-            source: None,
-        }),
-        None => Err(BinfmtError {
-            operation: format!("find `{name}` after registering it in"),
-            path,
-            kind: BinfmtErrorKind::NotFound,
-            source: None,
-        }),
-    }
-}
-
-/// Undoes, newest first, what this run did.
-fn rollback(binfmt: &Binfmt, done: Vec<Done>, err: &mut Vec<u8>) -> io::Result<()> {
-    if done.is_empty() {
-        writeln!(err, "nothing was changed")?;
-        return Ok(());
-    }
-    let mut clean = true;
-    for step in done.into_iter().rev() {
-        let result = match &step {
-            Done::Registered(name) => binfmt.remove(name),
-            Done::Removed(entry) => binfmt.register(&entry.name, &entry.to_register_line()),
-        };
-        if let Err(e) = result {
-            clean = false;
-            print_error(err, &e)?;
-        }
-    }
-    if clean {
-        writeln!(
-            err,
-            "rolled back: the registry is as it was before this run"
-        )?;
-    } else {
-        writeln!(
-            err,
-            "error: rollback incomplete: check `qus-register --status`"
-        )?;
-    }
-    Ok(())
-}
-
 fn export_files(
     cli: &Cli,
     host: &HostFacts,
@@ -465,15 +353,36 @@ fn export_files(
         Format::Systemd => "/etc/binfmt.d".into(),
         Format::Debian => "/usr/share/binfmts".into(),
     });
-    let opts = ExportOptions {
-        qemu_path: cli.qemu_path.clone(),
-        suffix: cli.qemu_suffix.clone(),
-        credential: cli.credential.is_yes(),
-        persistent: cli.persistent.is_yes(),
-        preserve_argv0: cli.preserve_argv0.is_yes(),
-    };
+    // The interpreter is chosen as for a registration on this host, so the
+    // files name what systemd-binfmt or update-binfmts will find here. Each
+    // choice is a suffix: `-static`, or none for a static `qemu-<cpu>`.
+    let mut files = Vec::with_capacity(chosen.len());
+    for t in chosen {
+        let choice = interpreter::choose(
+            &cli.qemu_path,
+            t,
+            cli.qemu_suffix.as_deref(),
+            &interpreter::facts,
+        );
+        let suffix = match (&cli.qemu_suffix, &choice.reason) {
+            (Some(s), _) => s.clone(),
+            (None, ChoiceReason::Plain { .. }) => String::new(),
+            (None, _) => interpreter::STATIC_SUFFIX.to_owned(),
+        };
+        if cli.dry_run && choice.reason != ChoiceReason::Explicit {
+            writeln!(out, "interpreter qemu-{}  {choice}", t.name)?;
+        }
+        let opts = ExportOptions {
+            qemu_path: cli.qemu_path.clone(),
+            suffix,
+            credential: cli.credential.is_yes(),
+            persistent: cli.persistent.is_yes(),
+            preserve_argv0: cli.preserve_argv0.is_yes(),
+        };
+        files.push((t, opts));
+    }
     if cli.dry_run {
-        for t in &chosen {
+        for (t, _) in &files {
             writeln!(
                 out,
                 "would write {}",
@@ -482,157 +391,24 @@ fn export_files(
         }
         return Ok(exit::OK);
     }
-    match export::write_files(&dir, &chosen, &opts, format) {
-        Ok(paths) => {
-            for p in paths {
-                writeln!(out, "wrote {}", p.display())?;
+    for (t, opts) in &files {
+        match export::write_files(&dir, &[t], opts, format) {
+            Ok(paths) => {
+                for p in paths {
+                    writeln!(out, "wrote {}", p.display())?;
+                }
             }
-            Ok(exit::OK)
-        }
-        Err(e) => {
-            print_error(err, &e)?;
-            Ok(exit::FAILED)
-        }
-    }
-}
-
-/// The `--status --json` document. `supported` and `emulators` mean what
-/// they mean in tonistiigi/binfmt's output, which docker/setup-qemu-action
-/// parses: platforms this host can run, and every registered entry name.
-#[derive(Debug, serde::Serialize)]
-pub struct Status {
-    /// OCI platforms runnable here: the host's own, then those of enabled
-    /// `qemu-*` entries.
-    pub supported: Vec<String>,
-    /// Names of every binfmt_misc entry (any owner), sorted.
-    pub emulators: Vec<String>,
-    /// Every field of every `qemu-*` entry.
-    pub entries: Vec<Entry>,
-    /// The mount point and its state.
-    pub mount: MountStatus,
-}
-
-/// Where binfmt_misc is and whether it is mounted.
-#[derive(Debug, serde::Serialize)]
-pub struct MountStatus {
-    /// The mount point.
-    pub path: String,
-    /// Its state.
-    pub state: MountState,
-}
-
-/// Builds the status document from a listing.
-pub fn build_status(root: &str, state: MountState, host: &HostFacts, all: Vec<Entry>) -> Status {
-    let family = targets::host_family(&host.machine);
-    let mut supported: Vec<String> = Vec::new();
-    let mut push = |p: &str| {
-        if !supported.iter().any(|s| s == p) {
-            supported.push(p.to_owned());
-        }
-    };
-    // Native platforms first, in table order.
-    if let Some(native) = targets::find(&host.machine) {
-        targets::platforms(native).iter().for_each(|p| push(p));
-    }
-    targets::TARGETS
-        .iter()
-        .filter(|t| t.family == family)
-        .flat_map(|t| targets::platforms(t).iter())
-        .for_each(|p| push(p));
-    let emulators = all.iter().map(|e| e.name.clone()).collect();
-    let entries: Vec<Entry> = all.into_iter().filter(Entry::is_owned).collect();
-    for e in entries.iter().filter(|e| e.enabled) {
-        if let Some(t) = e.name.strip_prefix("qemu-").and_then(targets::find) {
-            targets::platforms(t).iter().for_each(|p| push(p));
-        }
-    }
-    Status {
-        supported,
-        emulators,
-        entries,
-        mount: MountStatus {
-            path: root.to_owned(),
-            state,
-        },
-    }
-}
-
-fn status(
-    binfmt: &Binfmt,
-    host: &HostFacts,
-    json: bool,
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> io::Result<u8> {
-    // Inside a fresh privileged container binfmt_misc is not mounted yet:
-    // mount it (as a registration would) so the status shows the host's
-    // registry. Where that is not allowed, it is reported as not mounted.
-    if binfmt.state() == MountState::NotMounted {
-        let _ = binfmt.mount();
-    }
-    let state = binfmt.state();
-    let all = if state == MountState::Mounted {
-        match binfmt.list() {
-            Ok(all) => all,
             Err(e) => {
                 print_error(err, &e)?;
                 return Ok(exit::FAILED);
             }
         }
-    } else {
-        Vec::new()
-    };
-    let doc = build_status(&binfmt.root().display().to_string(), state, host, all);
-    if json {
-        serde_json::to_writer_pretty(&mut *out, &doc).map_err(|e| match e.io_error_kind() {
-            // Keep the kind, so that a closed pipe stays a quiet exit.
-            Some(kind) => io::Error::new(kind, e),
-            None => io::Error::other(e),
-        })?;
-        writeln!(out)?;
-        return Ok(exit::OK);
     }
-    let state_text = match state {
-        MountState::Missing => "missing: no binfmt support in the kernel",
-        MountState::NotMounted => "not mounted",
-        MountState::Mounted => "mounted",
-    };
-    writeln!(out, "binfmt_misc: {} ({state_text})", doc.mount.path)?;
-    writeln!(
-        out,
-        "{:<20} {:<9} {:<6} INTERPRETER",
-        "ENTRY", "STATE", "FLAGS"
-    )?;
-    for e in &doc.entries {
-        let st = if e.enabled { "enabled" } else { "disabled" };
-        writeln!(
-            out,
-            "{:<20} {:<9} {:<6} {}",
-            e.name,
-            st,
-            e.flags.to_string(),
-            e.interpreter
-        )?;
-    }
-    let others: Vec<&String> = doc
-        .emulators
-        .iter()
-        .filter(|n| !entry::is_owned_name(n))
-        .collect();
-    if !others.is_empty() {
-        let names: Vec<&str> = others.iter().map(|s| s.as_str()).collect();
-        writeln!(
-            out,
-            "other entries (not ours, never touched): {}",
-            names.join(", ")
-        )?;
-    }
-    writeln!(out, "supported: {}", doc.supported.join(", "))?;
     Ok(exit::OK)
 }
 
 /// Prints `error: …` and the chain of causes.
-fn print_error(err: &mut dyn Write, e: &dyn std::error::Error) -> io::Result<()> {
+pub(crate) fn print_error(err: &mut dyn Write, e: &dyn std::error::Error) -> io::Result<()> {
     writeln!(err, "error: {e}")?;
     let mut source = e.source();
     while let Some(cause) = source {

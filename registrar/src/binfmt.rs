@@ -75,6 +75,9 @@ pub enum BinfmtErrorKind {
     PermissionDenied,
     /// EROFS: `/proc/sys` is mounted read-only (an unprivileged container).
     ReadOnly,
+    /// The write took only part of the record: whether the kernel
+    /// registered it is unknown until the entry is read back.
+    ShortWrite,
     /// A name we refuse to write (`status`, `register`, a path).
     Forbidden,
     /// The entry file does not parse.
@@ -99,6 +102,7 @@ fn hint_suffix(kind: &BinfmtErrorKind) -> String {
         BinfmtErrorKind::ReadOnly => {
             "`/proc/sys` is read-only here: run the container with `--privileged`"
         }
+        BinfmtErrorKind::ShortWrite => "the kernel took only part of the record",
         BinfmtErrorKind::Forbidden => "only `qemu-*` entries may be written",
         BinfmtErrorKind::Unparsable(e) => return format!(": {e}"),
         BinfmtErrorKind::Other => return String::new(),
@@ -107,7 +111,7 @@ fn hint_suffix(kind: &BinfmtErrorKind) -> String {
 }
 
 impl BinfmtError {
-    fn new(operation: impl Into<String>, path: &Path, kind: BinfmtErrorKind) -> Self {
+    pub(crate) fn new(operation: impl Into<String>, path: &Path, kind: BinfmtErrorKind) -> Self {
         Self {
             operation: operation.into(),
             path: path.to_owned(),
@@ -116,7 +120,12 @@ impl BinfmtError {
         }
     }
 
-    fn io(operation: impl Into<String>, path: &Path, err: io::Error, registering: bool) -> Self {
+    pub(crate) fn io(
+        operation: impl Into<String>,
+        path: &Path,
+        err: io::Error,
+        registering: bool,
+    ) -> Self {
         let kind = match err.raw_os_error() {
             Some(libc::EEXIST) => BinfmtErrorKind::AlreadyRegistered,
             Some(libc::EINVAL) => BinfmtErrorKind::Rejected,
@@ -226,7 +235,7 @@ impl Binfmt {
             Ok(_) => Err(BinfmtError::new(
                 operation,
                 &path,
-                BinfmtErrorKind::Rejected,
+                BinfmtErrorKind::ShortWrite,
             )),
             Err(e) => Err(BinfmtError::io(operation, &path, e, true)),
         }
@@ -382,6 +391,9 @@ pub struct HostFacts {
     /// not, a binfmt_misc mount may be a private registry (Linux 6.7+) that
     /// the host never sees.
     pub initial_user_namespace: bool,
+    /// Set when this registrar runs under QEMU user-mode emulation
+    /// (`guard.rs`): `machine` is then the emulated CPU, not the host's.
+    pub emulation: Option<crate::guard::Emulation>,
 }
 
 impl HostFacts {
@@ -403,6 +415,7 @@ impl HostFacts {
             machine,
             kernel_release,
             initial_user_namespace,
+            emulation: crate::guard::detect(Path::new("/proc/self")),
         }
     }
 
@@ -580,6 +593,7 @@ mod tests {
             kernel_release: "4.4.0".into(),
             kernel: Some((4, 4)),
             initial_user_namespace: true,
+            emulation: None,
         };
         assert!(facts.kernel_older_than(4, 8));
         assert!(!facts.kernel_older_than(4, 4));

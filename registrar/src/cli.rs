@@ -2,10 +2,12 @@
 //!
 //! The main type is [`Cli`]. It accepts the command line of the original
 //! `multiarch/qemu-user-static` entrypoint (`register.sh`: `--reset` plus
-//! everything QEMU's `qemu-binfmt-conf.sh` takes, with `--qemu-suffix -static`
-//! and `--qemu-path $QEMU_BIN_DIR` as defaults) and adds the verbs of qus:
+//! everything QEMU's `qemu-binfmt-conf.sh` takes, with `--qemu-path
+//! $QEMU_BIN_DIR` as default) and adds the verbs of qus:
 //! `--targets`, `--uninstall`, `--status [--json]`, `--dry-run`, `--replace`,
-//! `--force`. Parsing checks the raw arguments only; `app.rs` resolves them
+//! `--force`, `--verify`. Without `--qemu-suffix` each target's interpreter is chosen
+//! between `qemu-<cpu>-static` and a static `qemu-<cpu>` (`interpreter.rs`).
+//! Parsing checks the raw arguments only; `app.rs` resolves them
 //! and does the work.
 
 use std::path::PathBuf;
@@ -33,6 +35,7 @@ Examples:
   qus-register --reset -p yes          register every foreign target with F
   qus-register --targets arm64,riscv64 register two targets
   qus-register --status --json         what is registered, for scripts
+  qus-register --verify                does every registered handler run?
   qus-register --uninstall all         remove every qemu-* entry, nothing else";
 
 /// `yes` or `no`, as QEMU's script spells its switches.
@@ -83,15 +86,13 @@ pub struct Cli {
     )]
     pub qemu_path: String,
 
-    /// Suffix of the interpreter file names (`qemu-aarch64-static`).
-    #[arg(
-        short = 'F',
-        long,
-        value_name = "SUFFIX",
-        default_value = "-static",
-        allow_hyphen_values = true
-    )]
-    pub qemu_suffix: String,
+    /// Suffix of the interpreter file names: the interpreter is
+    /// `<qemu-path>/qemu-<cpu><SUFFIX>`, as in QEMU's script. Default: per
+    /// target, `qemu-<cpu>-static` if it exists, else `qemu-<cpu>` if it is
+    /// statically linked (Debian's `qemu-user` since QEMU 9.1), else
+    /// `qemu-<cpu>-static`.
+    #[arg(short = 'F', long, value_name = "SUFFIX", allow_hyphen_values = true)]
+    pub qemu_suffix: Option<String>,
 
     /// Register with `F`: the kernel opens the interpreter now, so
     /// containers need no copy of it. The interpreter must exist and be static.
@@ -152,6 +153,14 @@ pub struct Cli {
     #[arg(long, requires = "status")]
     pub json: bool,
 
+    /// Run each target's embedded probe through the kernel and report it
+    /// runnable, registered but not runnable (with the likely cause), or not
+    /// registered; exit 1 when a requested target is not runnable. After a
+    /// registration it checks the targets registered; alone, every
+    /// registered `qemu-*` entry; with `--status`, it adds `runnable`.
+    #[arg(long, conflicts_with_all = ["uninstall", "dry_run", "systemd", "debian"])]
+    pub verify: bool,
+
     /// Print the plan and the exact register lines; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -193,7 +202,7 @@ mod tests {
         let c = parse(&["--reset", "-p", "yes"]).unwrap();
         assert!(c.reset);
         assert_eq!(c.persistent, YesNo::Yes);
-        assert_eq!(c.qemu_suffix, "-static");
+        assert_eq!(c.qemu_suffix, None);
         let c = parse(&[
             "--reset",
             "--persistent=yes",
@@ -206,15 +215,18 @@ mod tests {
         assert!(c.credential.is_yes() && c.preserve_argv0.is_yes());
         let c = parse(&["-Q", "/opt/qemu", "-F", "", "-s", "ALL", "-e", "/tmp/x"]).unwrap();
         assert_eq!(c.qemu_path, "/opt/qemu");
-        assert_eq!(c.qemu_suffix, "");
+        assert_eq!(c.qemu_suffix.as_deref(), Some(""));
         assert_eq!(c.systemd.as_deref(), Some("ALL"));
     }
 
     #[test]
     fn suffix_may_start_with_a_hyphen() {
         assert_eq!(
-            parse(&["--qemu-suffix", "-static"]).unwrap().qemu_suffix,
-            "-static"
+            parse(&["--qemu-suffix", "-static"])
+                .unwrap()
+                .qemu_suffix
+                .as_deref(),
+            Some("-static")
         );
     }
 

@@ -6,17 +6,29 @@
 //! - [`targets`]: the QEMU target table as data, host families, aliases;
 //! - [`entry`]: one entry, its register line and its readback;
 //! - [`binfmt`]: the kernel interface over a mount point;
+//! - [`registry`]: the registry as a trait, an in-memory model of the
+//!   kernel and a fault-injecting wrapper for tests;
 //! - [`plan`]: options + host + current entries → actions (pure);
 //! - [`export`]: the `--systemd` and `--debian` writers;
+//! - [`status`]: the `--status` table and JSON document;
 //! - [`elf`]: ELF header inspection and the table's matcher;
+//! - [`guard`]: detecting that the registrar itself runs under emulation;
+//! - [`interpreter`]: which interpreter file a target uses;
+//! - [`verify`]: embedded probes run through the registered handlers;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
 pub mod app;
+mod apply;
 pub mod binfmt;
 pub mod cli;
 pub mod elf;
 pub mod entry;
 pub mod export;
+pub mod guard;
+pub mod interpreter;
 pub mod plan;
+pub mod registry;
+pub mod status;
 pub mod targets;
+pub mod verify;

@@ -14,6 +14,8 @@ use std::fmt;
 
 use crate::binfmt::HostFacts;
 use crate::entry::{self, Entry, FieldDiff, Flags};
+pub use crate::interpreter::InterpreterFacts;
+use crate::interpreter::{self, Choice, ChoiceReason};
 use crate::targets::{self, Target};
 
 /// What the user asked for.
@@ -24,8 +26,10 @@ pub struct Request {
     pub targets: Option<Vec<&'static Target>>,
     /// Directory of the interpreters (`--qemu-path`).
     pub qemu_path: String,
-    /// Interpreter name suffix (`--qemu-suffix`).
-    pub suffix: String,
+    /// Interpreter name suffix (`--qemu-suffix`); `None` chooses per target
+    /// between `qemu-<cpu>-static` and a static `qemu-<cpu>`
+    /// ([`interpreter::choose`]).
+    pub suffix: Option<String>,
     /// Flags to register with.
     pub flags: Flags,
     /// `--ignore-family yes`: also register the host family's other members.
@@ -37,22 +41,6 @@ pub struct Request {
     /// `--force`: allow what is refused by default (an explicit target of
     /// the host's family, a user namespace that is not the host's).
     pub force: bool,
-}
-
-/// What is known about an interpreter file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum InterpreterFacts {
-    /// The file does not exist.
-    Missing,
-    /// It exists but is not executable by anyone.
-    NotExecutable,
-    /// It is an ELF executable; `interp` is its PT_INTERP when dynamic.
-    Elf {
-        /// PT_INTERP of a dynamically linked interpreter.
-        interp: Option<String>,
-    },
-    /// It exists but is not an ELF file we can read.
-    Unreadable(String),
 }
 
 /// Why a target is left alone.
@@ -112,6 +100,16 @@ pub enum Refusal {
     },
     /// Not in the initial user namespace, without `--force`.
     PrivateUserNamespace,
+    /// The registrar runs under QEMU emulation and the target is of the
+    /// real host's family, without `--force`.
+    UnderEmulation {
+        /// The CPU this registrar was built for (and `uname` reports).
+        emulated: String,
+        /// The real host's CPU.
+        real: String,
+        /// The real host's family.
+        family: String,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -154,6 +152,17 @@ impl fmt::Display for Refusal {
                 f,
                 "it is in the host's own family (`{machine}` is family `{family}`), whose \
                  binaries run natively; use `--force` to register it anyway"
+            ),
+            Self::UnderEmulation {
+                emulated,
+                real,
+                family,
+            } => write!(
+                f,
+                "this registrar runs under QEMU user-mode emulation (an `{emulated}` build on \
+                 a `{real}` host): the target is of the real host's family `{family}`, and \
+                 registering it would hand the host's own binaries to QEMU; run the \
+                 registrar built for `{real}`, or use `--force`"
             ),
             Self::PrivateUserNamespace => write!(
                 f,
@@ -211,6 +220,9 @@ pub enum Action {
 pub struct Plan {
     /// The actions, in the order they are applied.
     pub actions: Vec<Action>,
+    /// The interpreter chosen for each selected target, in table order,
+    /// when no `--qemu-suffix` was given (empty otherwise).
+    pub choices: Vec<(&'static str, Choice)>,
 }
 
 impl Plan {
@@ -225,6 +237,22 @@ impl Plan {
     /// Whether the plan may be applied.
     pub fn is_applicable(&self) -> bool {
         self.refusals().next().is_none()
+    }
+
+    /// The targets the plan registers or finds registered, in plan order:
+    /// what `--verify` checks after it.
+    pub fn wanted_targets(&self) -> Vec<&'static str> {
+        self.actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Register { target, .. } => Some(*target),
+                Action::Skip {
+                    target,
+                    reason: SkipReason::AlreadyRegistered,
+                } => Some(*target),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Whether applying the plan writes anything.
@@ -290,6 +318,7 @@ pub fn plan(
     }
     let family = targets::host_family(&host.machine);
     let selected = selected_targets(request, host);
+    let mut choices = Vec::new();
     for &(target, explicit) in &selected {
         if explicit && target.family == family && !request.force {
             actions.push(Action::Refuse {
@@ -301,9 +330,34 @@ pub fn plan(
             });
             continue;
         }
-        let path = entry::interpreter_path(&request.qemu_path, target, &request.suffix);
+        if let Some(em) = &host.emulation
+            && !request.force
+            && target.family == targets::host_family(&em.real)
+        {
+            actions.push(Action::Refuse {
+                target: target.name,
+                refusal: Refusal::UnderEmulation {
+                    emulated: em.emulated.clone(),
+                    real: em.real.clone(),
+                    family: targets::host_family(&em.real),
+                },
+            });
+            continue;
+        }
+        let choice = interpreter::choose(
+            &request.qemu_path,
+            target,
+            request.suffix.as_deref(),
+            interpreter,
+        );
+        let path = choice.path.clone();
+        let facts = choice.facts.clone();
+        if choice.reason != ChoiceReason::Explicit {
+            choices.push((target.name, choice));
+        }
         if request.flags.fix_binary
-            && let Some(refusal) = check_interpreter(&path, interpreter(&path))
+            && let Some(refusal) =
+                check_interpreter(&path, facts.unwrap_or_else(|| interpreter(&path)))
         {
             actions.push(Action::Refuse {
                 target: target.name,
@@ -359,7 +413,7 @@ pub fn plan(
             }
         }
     }
-    Plan { actions }
+    Plan { actions, choices }
 }
 
 /// Plans `--uninstall`: remove the named targets' entries, or with `None`
@@ -389,7 +443,10 @@ pub fn plan_uninstall(
             });
         }
     }
-    Plan { actions }
+    Plan {
+        actions,
+        choices: Vec::new(),
+    }
 }
 
 fn check_interpreter(path: &str, facts: InterpreterFacts) -> Option<Refusal> {
@@ -417,6 +474,7 @@ mod tests {
             kernel_release: "6.1.0".into(),
             kernel: Some((6, 1)),
             initial_user_namespace: true,
+            emulation: None,
         }
     }
 
@@ -424,7 +482,7 @@ mod tests {
         Request {
             targets: None,
             qemu_path: "/usr/bin".into(),
-            suffix: "-static".into(),
+            suffix: Some("-static".into()),
             flags: Flags::requested(false, persistent, false),
             ignore_family: false,
             reset: false,
@@ -587,6 +645,56 @@ mod tests {
         // container (the integration pattern of the original README).
         let p = plan(&request(false), &host("x86_64"), &[], &|_| facts.clone());
         assert!(p.is_applicable());
+    }
+
+    #[test]
+    fn without_a_suffix_each_target_gets_the_file_that_is_there() {
+        // The new Debian layout for aarch64 only: a static `qemu-aarch64`.
+        let facts = |p: &str| match p {
+            "/usr/bin/qemu-aarch64" => InterpreterFacts::Elf { interp: None },
+            _ => InterpreterFacts::Missing,
+        };
+        let mut r = request(true);
+        r.suffix = None;
+        r.targets = Some(vec![
+            targets::find("aarch64").unwrap(),
+            targets::find("s390x").unwrap(),
+        ]);
+        let p = plan(&r, &host("x86_64"), &[], &facts);
+        let lines: Vec<_> = p
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Register { line, .. } => Some(line.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines.len(), 1);
+        assert!(
+            lines[0].ends_with(":/usr/bin/qemu-aarch64:F"),
+            "{}",
+            lines[0]
+        );
+        // s390x has neither file: refused, naming the `-static` path.
+        let refused: Vec<_> = p.refusals().map(|(t, r)| (t, r.to_string())).collect();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].0, "s390x");
+        assert!(refused[0].1.contains("`/usr/bin/qemu-s390x-static`"));
+        let choices: Vec<_> = p
+            .choices
+            .iter()
+            .map(|(t, c)| (*t, c.path.as_str()))
+            .collect();
+        assert_eq!(
+            choices,
+            [
+                ("aarch64", "/usr/bin/qemu-aarch64"),
+                ("s390x", "/usr/bin/qemu-s390x-static")
+            ]
+        );
+        // With an explicit suffix there is no choice to report.
+        r.suffix = Some("-static".into());
+        assert!(plan(&r, &host("x86_64"), &[], &facts).choices.is_empty());
     }
 
     #[test]

@@ -24,7 +24,17 @@ fn fake_mount(entries: &[(&str, &str)]) -> TempDir {
     dir
 }
 
+/// `qus-register` on `mount` with the script's explicit `-F -static`, so
+/// the interpreter paths do not depend on what this host has in `/usr/bin`.
 fn qus(mount: &Path) -> Command {
+    let mut c = qus_auto(mount);
+    c.arg("--qemu-suffix=-static");
+    c
+}
+
+/// `qus-register` on `mount` without `-F`: each target's interpreter is
+/// chosen from the files in `--qemu-path`.
+fn qus_auto(mount: &Path) -> Command {
     let mut c = Command::cargo_bin("qus-register").unwrap();
     c.env_remove("QEMU_BIN_DIR")
         .env("HOST_ARCH", "x86_64")
@@ -66,6 +76,7 @@ fn help_documents_every_option() {
         "--dry-run",
         "--replace",
         "--force",
+        "--verify",
         "--mount",
         "QEMU_BIN_DIR",
         "Exit status",
@@ -94,6 +105,8 @@ fn usage_errors_exit_2_and_name_the_option_and_value() {
         (&["--targets", ","], "no target named"),
         (&["--json"], "--status"),
         (&["--status", "--reset"], "--reset"),
+        (&["--verify", "--dry-run"], "--dry-run"),
+        (&["--verify", "--uninstall", "all"], "--uninstall"),
     ] {
         qus(m.path())
             .args(args)
@@ -426,7 +439,7 @@ fn flags_are_written_in_qemus_order() {
         .assert()
         .success()
         .stdout(predicate::str::contains("/usr/bin/qemu-s390x-static:OCP\n"));
-    qus(m.path())
+    qus_auto(m.path())
         .args([
             "--dry-run",
             "--targets",
@@ -461,4 +474,289 @@ fn ignore_family_adds_the_family_but_never_the_host_itself() {
         stdout.contains("skip        qemu-aarch64  (host family"),
         "{stdout}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// The interpreter choice without `-F` (Debian's `qemu-user` since QEMU 9.1).
+// ---------------------------------------------------------------------------
+
+/// An x86-64 ELF executable: a header and one program header, `PT_LOAD`
+/// for a static file or `PT_INTERP` naming a loader for a dynamic one;
+/// `ET_DYN` with `PT_LOAD` only is static-pie, as Debian's `qemu-user`
+/// binaries are since QEMU 9.1. Written here, independently of the code
+/// under test.
+fn x86_64_elf(pie: bool, loader: Option<&str>) -> Vec<u8> {
+    let mut f = vec![0u8; 64];
+    f[..4].copy_from_slice(b"\x7fELF");
+    f[4..7].copy_from_slice(&[2, 1, 1]);
+    f[16..18].copy_from_slice(&(if pie { 3u16 } else { 2u16 }).to_le_bytes());
+    f[18..20].copy_from_slice(&62u16.to_le_bytes());
+    f[20..24].copy_from_slice(&1u32.to_le_bytes());
+    f[32..40].copy_from_slice(&64u64.to_le_bytes());
+    f[52..54].copy_from_slice(&64u16.to_le_bytes());
+    f[54..56].copy_from_slice(&56u16.to_le_bytes());
+    f[56..58].copy_from_slice(&1u16.to_le_bytes());
+    let data = loader.map_or_else(|| b"code".to_vec(), |l| format!("{l}\0").into_bytes());
+    let mut ph = vec![0u8; 56];
+    ph[..4].copy_from_slice(&(if loader.is_some() { 3u32 } else { 1 }).to_le_bytes());
+    ph[8..16].copy_from_slice(&120u64.to_le_bytes());
+    ph[32..40].copy_from_slice(&(data.len() as u64).to_le_bytes());
+    f.extend(ph);
+    f.extend(data);
+    f
+}
+
+/// A `--qemu-path` directory in the new Debian layout for aarch64 (a
+/// static-pie `qemu-aarch64`, no `-static` file), a dynamic `qemu-arm`, the
+/// old layout for riscv64 (`qemu-riscv64-static`), and nothing for s390x.
+fn mixed_qemu_dir() -> TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bytes) in [
+        ("qemu-aarch64", x86_64_elf(true, None)),
+        (
+            "qemu-arm",
+            x86_64_elf(true, Some("/lib64/ld-linux-x86-64.so.2")),
+        ),
+        ("qemu-riscv64-static", x86_64_elf(false, None)),
+        // A plain one next to a `-static` one: the `-static` one wins.
+        ("qemu-riscv64", x86_64_elf(true, None)),
+    ] {
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    dir
+}
+
+/// Output with the temporary directory replaced by `<Q>`.
+fn redact(output: &[u8], dir: &Path) -> String {
+    String::from_utf8_lossy(output).replace(dir.to_str().unwrap(), "<Q>")
+}
+
+#[test]
+fn without_suffix_dry_run_says_which_interpreter_and_why() {
+    let m = fake_mount(&[]);
+    let q = mixed_qemu_dir();
+    let out = qus_auto(m.path())
+        .args(["--dry-run", "--targets", "arm64,riscv64,s390x,arm"])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let stdout = redact(&out.get_output().stdout, q.path());
+    insta::assert_snapshot!(stdout);
+    // The register line is QEMU's for the chosen path, byte for byte.
+    assert!(
+        stdout.contains(&AARCH64_LINE.replace("/usr/bin/qemu-aarch64-static", "<Q>/qemu-aarch64")),
+        "{stdout}"
+    );
+    assert_eq!(register_file(&m), "");
+}
+
+#[test]
+fn persistent_accepts_a_static_pie_qemu_cpu_and_names_what_it_passed_over() {
+    let m = fake_mount(&[]);
+    let q = mixed_qemu_dir();
+    // aarch64 and riscv64 are accepted; arm's only candidate is dynamic.
+    let out = qus_auto(m.path())
+        .args(["--dry-run", "-p", "yes", "--targets", "arm64,riscv64"])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let stdout = redact(&out.get_output().stdout, q.path());
+    assert!(stdout.contains(":<Q>/qemu-aarch64:F\n"), "{stdout}");
+    assert!(stdout.contains(":<Q>/qemu-riscv64-static:F\n"), "{stdout}");
+    let out = qus_auto(m.path())
+        .args(["--dry-run", "-p", "yes", "--targets", "arm64,arm,s390x"])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .code(1);
+    let stderr = redact(&out.get_output().stderr, q.path());
+    for says in [
+        "refused `qemu-arm`: interpreter `<Q>/qemu-arm-static` does not exist",
+        "note: `<Q>/qemu-arm` was passed over: it is dynamically linked (loader `/lib64/ld-linux-x86-64.so.2`)",
+        "refused `qemu-s390x`: interpreter `<Q>/qemu-s390x-static` does not exist",
+        "note: `<Q>/qemu-s390x` does not exist either",
+        "nothing was changed",
+    ] {
+        assert!(stderr.contains(says), "`{says}` missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("qemu-aarch64"), "{stderr}");
+}
+
+#[test]
+fn an_explicit_suffix_keeps_the_scripts_exact_behaviour() {
+    let m = fake_mount(&[]);
+    let q = mixed_qemu_dir();
+    // `-F -static`: the missing `qemu-aarch64-static` is refused, the
+    // static-pie `qemu-aarch64` next to it is not considered.
+    let out = qus_auto(m.path())
+        .args([
+            "--dry-run",
+            "-p",
+            "yes",
+            "--targets",
+            "arm64",
+            "-F",
+            "-static",
+        ])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .code(1);
+    let stderr = redact(&out.get_output().stderr, q.path());
+    assert!(
+        stderr.contains("`<Q>/qemu-aarch64-static` does not exist"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("note:"), "{stderr}");
+    // `-F ""`: the dynamic `qemu-arm` is the script's path, and refused.
+    let out = qus_auto(m.path())
+        .args(["--dry-run", "-p", "yes", "--targets", "arm", "-F", ""])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .code(1);
+    let stderr = redact(&out.get_output().stderr, q.path());
+    assert!(
+        stderr.contains("`<Q>/qemu-arm` is dynamically linked"),
+        "{stderr}"
+    );
+    // No interpreter lines in a dry run with an explicit suffix.
+    let out = qus_auto(m.path())
+        .args(["--dry-run", "--targets", "arm64", "-F", ""])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let stdout = redact(&out.get_output().stdout, q.path());
+    assert!(!stdout.contains("interpreter "), "{stdout}");
+    assert!(stdout.contains(":<Q>/qemu-aarch64:\n"), "{stdout}");
+}
+
+#[test]
+fn status_says_which_interpreter_a_registration_would_use() {
+    let m = fake_mount(&[]);
+    let q = mixed_qemu_dir();
+    let out = qus_auto(m.path())
+        .arg("--status")
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let stdout = redact(&out.get_output().stdout, q.path());
+    for says in [
+        "interpreters qemu-<cpu>-static (found): riscv64\n",
+        "interpreters qemu-<cpu> (static, no -static file): aarch64\n",
+        "note: `<Q>/qemu-arm` was passed over: it is dynamically linked",
+    ] {
+        assert!(stdout.contains(says), "`{says}` missing from:\n{stdout}");
+    }
+    let out = qus_auto(m.path())
+        .args(["--status", "--json"])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let doc: serde_json::Value =
+        serde_json::from_str(&redact(&out.get_output().stdout, q.path())).unwrap();
+    let list = doc["interpreters"].as_array().unwrap();
+    assert_eq!(list.len(), 34);
+    let of = |t: &str| list.iter().find(|i| i["target"] == t).unwrap().clone();
+    assert_eq!(
+        of("aarch64"),
+        serde_json::json!({"target": "aarch64", "path": "<Q>/qemu-aarch64", "reason": "plain", "missing": "<Q>/qemu-aarch64-static"})
+    );
+    assert_eq!(of("riscv64")["reason"], "static-suffix");
+    assert_eq!(of("arm")["reason"], "fallback");
+    assert_eq!(of("arm")["passed_over"], "<Q>/qemu-arm");
+    assert_eq!(of("i486")["path"], "<Q>/qemu-i386-static");
+}
+
+#[test]
+fn exports_choose_the_interpreter_the_same_way() {
+    let q = mixed_qemu_dir();
+    let out = tempfile::tempdir().unwrap();
+    qus_auto(Path::new("/nonexistent"))
+        .args(["--systemd", "ALL", "-p", "yes", "-e"])
+        .arg(out.path())
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let read = |cpu: &str| {
+        redact(
+            &fs::read(out.path().join(format!("qemu-{cpu}.conf"))).unwrap(),
+            q.path(),
+        )
+    };
+    assert_eq!(
+        read("aarch64"),
+        format!(
+            "{}F\n",
+            AARCH64_LINE.replace("/usr/bin/qemu-aarch64-static", "<Q>/qemu-aarch64")
+        )
+    );
+    assert!(read("riscv64").ends_with(":<Q>/qemu-riscv64-static:F\n"));
+    assert!(read("arm").ends_with(":<Q>/qemu-arm-static:F\n"));
+    let deb = tempfile::tempdir().unwrap();
+    qus_auto(Path::new("/nonexistent"))
+        .args(["--debian", "--targets", "arm64", "-e"])
+        .arg(deb.path())
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let text = redact(
+        &fs::read(deb.path().join("qemu-aarch64")).unwrap(),
+        q.path(),
+    );
+    assert!(text.contains("\ninterpreter <Q>/qemu-aarch64\n"), "{text}");
+    // A dry run of an export says which was chosen, too.
+    let dry = qus_auto(Path::new("/nonexistent"))
+        .args(["--systemd", "aarch64", "--dry-run", "-e", "/x"])
+        .arg("-Q")
+        .arg(q.path())
+        .assert()
+        .success();
+    let stdout = redact(&dry.get_output().stdout, q.path());
+    assert!(
+        stdout.starts_with("interpreter qemu-aarch64  `<Q>/qemu-aarch64` (statically linked;"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("would write /x/qemu-aarch64.conf"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_closed_stdout_keeps_the_errors_and_the_exit_status() {
+    // `qus-register ... | head -0`: the reader is gone before the report is
+    // written. A failed run must still exit 1 with its errors on stderr.
+    // The removal of `qemu-s390x` puts a line in the report before the
+    // registration fails (a plain directory grows no entry).
+    let m = fake_mount(&[("qemu-s390x", &AARCH64_F.replace("aarch64", "s390x"))]);
+    let (reader, writer) = rustix::pipe::pipe().unwrap();
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("qus-register"))
+        .env_remove("QEMU_BIN_DIR")
+        .env("HOST_ARCH", "x86_64")
+        .arg("--mount")
+        .arg(m.path())
+        .args(["-F", "-static", "--reset", "--targets", "arm64"])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("error: `qemu-aarch64` failed"),
+        "stderr:\n{stderr}"
+    );
+    // A plain file is no entry: the rollback cannot be checked, and says so.
+    assert!(stderr.contains("rollback incomplete"), "stderr:\n{stderr}");
 }

@@ -12,7 +12,9 @@ use std::process::Output;
 
 use assert_cmd::Command;
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
-use qus_registrar::binfmt::{Binfmt, DEFAULT_MOUNT, MountState, Snapshot};
+use qus_registrar::app::{self, Env};
+use qus_registrar::binfmt::{Binfmt, DEFAULT_MOUNT, HostFacts, MountState, Snapshot};
+use qus_registrar::interpreter::InterpreterFacts;
 
 /// A test body: `Err` with a message fails it.
 type Body = fn(&Binfmt) -> Result<(), Failed>;
@@ -62,11 +64,37 @@ fn main() {
             "registered_handler_runs_a_foreign_binary",
             registered_handler_runs_a_foreign_binary,
         ),
+        (
+            "a_failure_rolls_back_a_disabled_entry_disabled",
+            a_failure_rolls_back_a_disabled_entry_disabled,
+        ),
+        (
+            "an_interpreter_deleted_after_planning_is_rolled_back",
+            an_interpreter_deleted_after_planning_is_rolled_back,
+        ),
+        (
+            "persistent_accepts_debians_static_pie_qemu",
+            persistent_accepts_debians_static_pie_qemu,
+        ),
+        (
+            "verify_finds_every_registered_target_runnable",
+            verify_finds_every_registered_target_runnable,
+        ),
+        (
+            "verify_reports_a_replaced_interpreter",
+            verify_reports_a_replaced_interpreter,
+        ),
     ];
     let trials = tests
         .iter()
         .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match missing_prerequisite() {
+            let missing = move || {
+                missing_prerequisite().or_else(|| match name {
+                    "persistent_accepts_debians_static_pie_qemu" => missing_static_pie_qemu(),
+                    _ => None,
+                })
+            };
+            Trial::ignorable_test(name, move || match missing() {
                 Some(reason)
                     if std::env::var_os("QUS_REQUIRE_KERNEL").is_some_and(|v| v == "1") =>
                 {
@@ -106,15 +134,39 @@ fn missing_prerequisite() -> Option<String> {
     None
 }
 
-/// Restores the registry when dropped, even after a panic.
+/// Puts the registry back as it was before a test. [`Restore::finish`]
+/// restores and checks; dropping it unfinished (a panic) restores too, and
+/// can only print what failed.
 struct Restore {
     binfmt: Binfmt,
-    snapshot: Snapshot,
+    snapshot: Option<Snapshot>,
+}
+
+impl Restore {
+    /// Restores the snapshot, then compares the registry with it: a
+    /// difference fails the test.
+    fn finish(mut self) -> Result<(), Failed> {
+        let snapshot = self.snapshot.take().expect("finish runs once");
+        self.binfmt
+            .restore(&snapshot)
+            .map_err(|e| format!("failed to restore the host's binfmt_misc entries: {e}"))?;
+        let now = self.binfmt.list().map_err(|e| e.to_string())?;
+        if now != snapshot.entries {
+            return Err(format!(
+                "registry not restored:\nbefore: {:#?}\nafter: {now:#?}",
+                snapshot.entries
+            )
+            .into());
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Restore {
     fn drop(&mut self) {
-        if let Err(e) = self.binfmt.restore(&self.snapshot) {
+        if let Some(snapshot) = self.snapshot.take()
+            && let Err(e) = self.binfmt.restore(&snapshot)
+        {
             eprintln!("error: failed to restore the host's binfmt_misc entries: {e}");
         }
     }
@@ -122,8 +174,9 @@ impl Drop for Restore {
 
 fn guarded(body: Body) -> Result<(), Failed> {
     let binfmt = Binfmt::default();
+    // Taken before anything changes; the comparison at the end is against it.
     let guard = Restore {
-        snapshot: binfmt.snapshot().map_err(|e| e.to_string())?,
+        snapshot: Some(binfmt.snapshot().map_err(|e| e.to_string())?),
         binfmt: binfmt.clone(),
     };
     // Start each test from a registry without qemu entries, as a fresh host.
@@ -133,13 +186,16 @@ fn guarded(body: Body) -> Result<(), Failed> {
         }
     }
     let result = body(&binfmt);
-    drop(guard);
-    let after = binfmt.list().map_err(|e| e.to_string())?;
-    let before = Binfmt::default().snapshot().map_err(|e| e.to_string())?;
-    if after != before.entries {
-        return Err("registry not restored".into());
+    match (result, guard.finish()) {
+        (Ok(()), restored) => restored,
+        (Err(e), Ok(())) => Err(e),
+        (Err(e), Err(r)) => Err(format!(
+            "{}\nand then: {}",
+            e.message().unwrap_or_default(),
+            r.message().unwrap_or_default()
+        )
+        .into()),
     }
-    result
 }
 
 fn register(args: &[&str]) -> Output {
@@ -418,5 +474,201 @@ fn registered_handler_runs_a_foreign_binary(_: &Binfmt) -> Result<(), Failed> {
     check(
         err.raw_os_error() == Some(8),
         format!("expected ENOEXEC, got {err}"),
+    )
+}
+
+/// Runs the qemu-user binary from Debian's `qemu-user` package (QEMU 9.1 or
+/// later, static-pie), named by this variable.
+const STATIC_PIE_QEMU: &str = "QUS_TEST_STATIC_PIE_QEMU";
+
+fn missing_static_pie_qemu() -> Option<String> {
+    match std::env::var_os(STATIC_PIE_QEMU) {
+        None => Some(format!(
+            "{STATIC_PIE_QEMU} is not set (the path of `qemu-aarch64` from Debian's \
+             `qemu-user` 9.1 or later, e.g. extracted from qemu-user_11.1.3+ds-1_amd64.deb)"
+        )),
+        Some(p) if !Path::new(&p).is_file() => Some(format!(
+            "{STATIC_PIE_QEMU}={} is not a file",
+            Path::new(&p).display()
+        )),
+        Some(_) => None,
+    }
+}
+
+/// Snapshot of every entry, for comparisons inside a test.
+fn entries(b: &Binfmt) -> Result<Vec<qus_registrar::entry::Entry>, Failed> {
+    b.list().map_err(|e| Failed::from(e.to_string()))
+}
+
+fn a_failure_rolls_back_a_disabled_entry_disabled(b: &Binfmt) -> Result<(), Failed> {
+    // A disabled entry that `--reset` removes; then aarch64 registers and
+    // mips fails: its record is longer than the kernel's 1920 bytes (MIPS
+    // has a 40-byte magic) while aarch64's is not, with one long `-Q`.
+    expect_exit(&register(&["--targets", "s390x"]), 0)?;
+    b.set_enabled("qemu-s390x", false)?;
+    let before = entries(b)?;
+    let long: String = std::iter::once("/qus-test".to_owned())
+        .chain(std::iter::repeat_n(format!("/{}", "d".repeat(99)), 17))
+        .collect();
+    let out = register(&[
+        "--reset",
+        "--targets",
+        "arm64,mips",
+        "-F",
+        "-static",
+        "-Q",
+        &long,
+    ]);
+    expect_exit(&out, 1)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains("error: `qemu-mips` failed")
+            && stderr.contains("rolled back: the registry is as it was before this run"),
+        format!("stderr:\n{stderr}"),
+    )?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("not rolled back:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )?;
+    check(
+        raw("qemu-s390x").is_some_and(|e| e.starts_with("disabled")),
+        "the disabled entry came back enabled",
+    )
+}
+
+fn an_interpreter_deleted_after_planning_is_rolled_back(b: &Binfmt) -> Result<(), Failed> {
+    // The plan sees both interpreters (the facts say so); when the records
+    // are written, qemu-s390x-static is gone and the kernel answers ENOENT
+    // for its `F` record, after aarch64 was registered.
+    let dir = tempfile::tempdir()?;
+    fs::copy(
+        "/usr/bin/qemu-aarch64-static",
+        dir.path().join("qemu-aarch64-static"),
+    )?;
+    let before = entries(b)?;
+    let cli = <qus_registrar::cli::Cli as clap::Parser>::try_parse_from([
+        "qus-register",
+        "--targets",
+        "arm64,s390x",
+        "-p",
+        "yes",
+        "-Q",
+        &dir.path().to_string_lossy(),
+    ])?;
+    let env = Env {
+        registry: b,
+        host: HostFacts::read(None),
+        interpreter: &|_: &str| InterpreterFacts::Elf { interp: None },
+    };
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let code = app::run_with(&cli, &env, &mut out, &mut err)?;
+    let stderr = text(&err);
+    check(code == 1, format!("exit {code}\nstderr:\n{stderr}"))?;
+    check(
+        stderr.contains("error: `qemu-s390x` failed")
+            && stderr.contains("the interpreter does not exist")
+            && stderr.contains("rolled back: the registry is as it was before this run"),
+        format!("stderr:\n{stderr}"),
+    )?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("not rolled back:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )
+}
+
+fn persistent_accepts_debians_static_pie_qemu(_: &Binfmt) -> Result<(), Failed> {
+    let qemu = std::path::PathBuf::from(std::env::var_os(STATIC_PIE_QEMU).ok_or("unset")?);
+    // The new layout: `qemu-aarch64` alone in its directory, no `-static`.
+    let dir = tempfile::tempdir()?;
+    let interp = dir.path().join("qemu-aarch64");
+    fs::copy(&qemu, &interp)?;
+    let header = qus_registrar::elf::read_file(&interp)?;
+    check(
+        header.is_static() && header.kind == 3,
+        format!("{} is not static-pie: {header:?}", qemu.display()),
+    )?;
+    let out = register(&[
+        "--targets",
+        "arm64",
+        "-p",
+        "yes",
+        "-Q",
+        &dir.path().to_string_lossy(),
+    ]);
+    expect_exit(&out, 0)?;
+    let entry = raw("qemu-aarch64").ok_or("qemu-aarch64 not registered")?;
+    check(
+        entry.contains(&format!("interpreter {}\n", interp.display()))
+            && entry.contains("flags: F"),
+        format!("entry:\n{entry}"),
+    )?;
+    // `F` pins the file: deleting it does not stop the handler.
+    drop(dir);
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/probes/bin/aarch64");
+    let run = std::process::Command::new(&probe).output()?;
+    check(
+        text(&run.stdout) == "aarch64\n",
+        format!("the probe printed {:?}", text(&run.stdout)),
+    )
+}
+
+fn verify_finds_every_registered_target_runnable(_: &Binfmt) -> Result<(), Failed> {
+    let out = register(&["--reset", "-p", "yes", "--verify"]);
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    // 31 targets on x86_64; three have no probe (microblaze, microblazeel,
+    // xtensaeb).
+    check(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with("runnable "))
+            .count()
+            == 28
+            && stdout
+                .lines()
+                .filter(|l| l.starts_with("not checked "))
+                .count()
+                == 3,
+        format!("stdout:\n{stdout}"),
+    )?;
+    // Alone, and in the status.
+    let out = register(&["--verify"]);
+    expect_exit(&out, 0)?;
+    let out = register(&["--status", "--json", "--verify"]);
+    expect_exit(&out, 0)?;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let aarch64 = doc["entries"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "qemu-aarch64"))
+        .ok_or("no qemu-aarch64 entry")?;
+    check(aarch64["runnable"] == true, format!("{aarch64}"))
+}
+
+fn verify_reports_a_replaced_interpreter(_: &Binfmt) -> Result<(), Failed> {
+    use std::os::unix::fs::PermissionsExt as _;
+    // Registered without `F`: the kernel opens the interpreter at each exec,
+    // so replacing it breaks the handler while the entry stays.
+    let dir = tempfile::tempdir()?;
+    let interp = dir.path().join("qemu-aarch64-static");
+    fs::copy("/usr/bin/qemu-aarch64-static", &interp)?;
+    let q = dir.path().to_string_lossy().into_owned();
+    expect_exit(&register(&["--targets", "arm64", "-Q", &q, "--verify"]), 0)?;
+    fs::remove_file(&interp)?;
+    fs::write(&interp, "#!/bin/sh\nexit 1\n")?;
+    fs::set_permissions(&interp, fs::Permissions::from_mode(0o755))?;
+    let out = register(&["--verify"]);
+    expect_exit(&out, 1)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains("error: `qemu-aarch64` is registered but not runnable")
+            && stderr.contains("exited with 1")
+            && stderr.contains("replaced since it was registered"),
+        format!("stderr:\n{stderr}"),
+    )?;
+    check(
+        text(&out.stdout).contains("not runnable    qemu-aarch64"),
+        format!("stdout:\n{}", text(&out.stdout)),
     )
 }

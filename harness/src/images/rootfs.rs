@@ -284,9 +284,14 @@ impl RootfsRecipe {
 
     /// `<cache>/rootfs/<stem>-<recipe>.tar.gz`.
     pub(crate) fn tarball(&self, cache_dir: &Path) -> PathBuf {
-        cache_dir
-            .join("rootfs")
-            .join(format!("{}-{}.tar.gz", self.stem(), self.hash()))
+        self.tarball_in(&cache_dir.join("rootfs"))
+    }
+
+    /// `<dir>/<arch>-<recipe>.tar.gz`: the tarball's name in a cache
+    /// directory of its own (the cross builders keep theirs apart from the
+    /// fixtures', so that neither replaces the other's).
+    pub(crate) fn tarball_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}-{}.tar.gz", self.stem(), self.hash()))
     }
 
     /// The `debootstrap` arguments after the program name.
@@ -314,7 +319,17 @@ pub(crate) async fn ensure_tarball(
     cache_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(PathBuf, bool), ImageBuildError> {
-    let tarball = recipe.tarball(cache_dir);
+    ensure_tarball_at(recipe, recipe.tarball(cache_dir), progress).await
+}
+
+/// [`ensure_tarball`] for a tarball named by [`RootfsRecipe::tarball_in`]:
+/// tarballs of the same architecture with another recipe in its directory
+/// are removed once it is made.
+pub(crate) async fn ensure_tarball_at(
+    recipe: &RootfsRecipe,
+    tarball: PathBuf,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, bool), ImageBuildError> {
     let timer = StepTimer::start(
         progress,
         Step::Rootfs {
@@ -431,10 +446,11 @@ fn remove_other_recipes(dir: &Path, stem: &str, keep: &Path) {
             .and_then(|rest| rest.strip_suffix(".tar.gz"));
         let is_recipe =
             stem.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()));
-        if is_recipe && path != keep {
-            if let Err(err) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
-            }
+        if is_recipe
+            && path != keep
+            && let Err(err) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
         }
     }
 }
