@@ -25,7 +25,7 @@ use super::labels::{
 };
 use super::progress::Progress;
 use super::recipe::Recipe;
-use super::rootfs::{DebianArch, RootfsRecipe, ensure_tarball_at};
+use super::rootfs::{DebianArch, Flavor, RootfsRecipe, ensure_tarball_at};
 use crate::runtime::{BuildSpec, ContextFile};
 
 /// The repository of the builder images.
@@ -81,6 +81,7 @@ impl BuilderPlan {
             variant: "minbase".to_owned(),
             mirror: mirror.to_owned(),
             include: Vec::new(),
+            flavor: Flavor::Base,
         };
         let tarball = rootfs.tarball_in(&cache_dir.join("builders"));
         let recipe = Recipe::new("qus-builders/rust-cross")

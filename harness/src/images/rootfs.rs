@@ -287,7 +287,7 @@ impl RootfsRecipe {
         self.tarball_in(&cache_dir.join("rootfs"))
     }
 
-    /// `<dir>/<arch>-<recipe>.tar.gz`: the tarball's name in a cache
+    /// `<dir>/<stem>-<recipe>.tar.gz`: the tarball's name in a cache
     /// directory of its own (the cross builders keep theirs apart from the
     /// fixtures', so that neither replaces the other's).
     pub(crate) fn tarball_in(&self, dir: &Path) -> PathBuf {
