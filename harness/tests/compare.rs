@@ -1,7 +1,7 @@
 //! `qus-harness compare` as a user runs it, on the reports in
 //! `tests/fixtures/compare/`: `base.json` (QEMU 10.0) and `candidate.json`
 //! (QEMU 11.1) differ by one instance, `probe-matrix[arch=hppa]`, which
-//! passed and then failed, and by a workload 5 % slower; `two-qemus.json`
+//! passed and then failed, and by a workload 20 % slower (its own time 1.6 s longer); `two-qemus.json`
 //! holds both runs as one report; `known.yaml` lists the hppa difference.
 //! Each test checks the exit status and what is printed.
 
@@ -114,7 +114,8 @@ fn two_qemus_of_one_report_compare_as_two_reports() {
 
 #[test]
 fn a_workload_slower_than_the_threshold_fails() {
-    // 4.00x then 4.20x: 5 % slower, under the default 25 %, over 1 %.
+    // 4.00x then 4.80x, 8.0 s then 9.6 s: 20 % slower, under the default
+    // 25 %, over 1 %.
     let assert = compare(&[
         "base.json",
         "candidate.json",
@@ -127,7 +128,7 @@ fn a_workload_slower_than_the_threshold_fails() {
     let out = stdout(&assert);
     assert!(
         out.contains(
-            "SLOWER     gcc-build[arch=aarch64]: slowdown 4.00x -> 4.20x (+5%, over 1%)\n"
+            "SLOWER     gcc-build[arch=aarch64]: slowdown 4.00x -> 4.80x (+20%, over 1%)\n"
         ),
         "{out}"
     );
@@ -164,7 +165,7 @@ fn markdown_goes_to_a_file_or_replaces_the_listing() {
         "{markdown}"
     );
     assert!(
-        markdown.contains("| `gcc-build[arch=aarch64]` | 4.00x | 4.20x | +5% |  |\n"),
+        markdown.contains("| `gcc-build[arch=aarch64]` | 4.00x | 4.80x | +20% |  |\n"),
         "{markdown}"
     );
     let printed = compare(&["base.json", "candidate.json", "--markdown", "-"]).code(1);

@@ -5,13 +5,23 @@
 //! other changes of outcome (to or from skipped) are listed apart. A
 //! workload *slowdown* is compared where both sides have one; it is over the
 //! threshold when the candidate's exceeds the base's by more than the
-//! threshold's fraction of it. Known differences turn regressions and
+//! threshold's fraction of it *and* the workload's own time grew by more
+//! than that fraction and by at least [`MIN_GROWTH_SECONDS`]. The second
+//! condition keeps noise out of the verdict: a native run lasts a second or
+//! two, so one slow native run on a busy host makes a slowdown "grow" while
+//! the emulated run did not change, and a QEMU that really got slower
+//! shows in its own time too (reports without times are judged on the
+//! slowdown alone). Known differences turn regressions and
 //! slowdowns over the threshold into known ones, which do not fail. Every
 //! list is sorted by id.
 
 use super::input::Side;
 use super::known::Known;
 use crate::report::Status;
+
+/// How many seconds a workload's own time must grow, besides the
+/// threshold's fraction, before its slowdown counts as grown.
+pub const MIN_GROWTH_SECONDS: f64 = 1.0;
 
 /// An instance whose outcome changed.
 #[derive(Debug, Clone, PartialEq)]
@@ -148,7 +158,7 @@ pub fn compare(base: Side, candidate: Side, threshold: f64, known: &Known) -> Co
             _ => changed.push(change(None)),
         }
         if let (Some(bs), Some(cs)) = (b.slowdown, c.slowdown) {
-            let over = cs > bs * (1.0 + threshold);
+            let over = cs > bs * (1.0 + threshold) && time_grew(b.seconds, c.seconds, threshold);
             slowdowns.push(Slowdown {
                 id: id.clone(),
                 base: bs,
@@ -187,6 +197,15 @@ pub fn compare(base: Side, candidate: Side, threshold: f64, known: &Known) -> Co
     }
 }
 
+/// Whether a workload's own time grew past the threshold and by at least
+/// [`MIN_GROWTH_SECONDS`]; `true` when a side has no time to judge by.
+fn time_grew(base: Option<f64>, candidate: Option<f64>, threshold: f64) -> bool {
+    match (base, candidate) {
+        (Some(b), Some(c)) => c > b * (1.0 + threshold) && c - b >= MIN_GROWTH_SECONDS,
+        _ => true,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -213,6 +232,7 @@ mod tests {
                         SideInstance {
                             status: *status,
                             slowdown: *slowdown,
+                            seconds: None,
                         },
                     )
                 })
@@ -293,6 +313,44 @@ mod tests {
         assert!((c.slowdowns[1].growth() - 0.3).abs() < 1e-9);
         assert!(c.fails());
         assert!(c.regressions.is_empty());
+    }
+
+    #[test]
+    fn a_noisy_native_run_alone_is_no_slowdown() {
+        let timed = |id: &str, slowdown: f64, seconds: f64| {
+            (
+                id.to_owned(),
+                SideInstance {
+                    status: Passed,
+                    slowdown: Some(slowdown),
+                    seconds: Some(seconds),
+                },
+            )
+        };
+        let mut base = side(&[]);
+        base.instances = BTreeMap::from([
+            timed("noisy-native", 3.0, 9.5),
+            timed("slower", 4.0, 8.0),
+            timed("tiny", 4.0, 2.0),
+        ]);
+        let mut candidate = side(&[]);
+        candidate.instances = BTreeMap::from([
+            // The slowdown grew 80 % because the native run was faster this
+            // time; the emulated run itself got faster.
+            timed("noisy-native", 5.4, 6.7),
+            // Slower in both measures: over.
+            timed("slower", 5.5, 11.0),
+            // 40 % slower but only 0.8 s: noise at this size.
+            timed("tiny", 5.6, 2.8),
+        ]);
+        let c = compare(base, candidate, 0.25, &Known::default());
+        let over: Vec<&str> = c
+            .slowdowns
+            .iter()
+            .filter(|s| s.over)
+            .map(|s| s.id.as_str())
+            .collect();
+        assert_eq!(over, ["slower"]);
     }
 
     #[test]

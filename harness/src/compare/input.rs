@@ -34,6 +34,8 @@ pub struct SideInstance {
     /// Its workload slowdown (emulated time over native time), when both
     /// ran and passed.
     pub slowdown: Option<f64>,
+    /// The wall time of its timed phase, in seconds, when it was timed.
+    pub seconds: Option<f64>,
 }
 
 /// One side of a comparison.
@@ -87,6 +89,7 @@ struct DocInstance {
 #[derive(Deserialize)]
 struct DocWorkload {
     slowdown: Option<f64>,
+    seconds: Option<f64>,
 }
 
 /// A status as the JSON report spells it.
@@ -155,9 +158,13 @@ pub(crate) fn parse_side(
                 instance.id, instance.status
             ))
         })?;
+        let (slowdown, seconds) = instance
+            .workload
+            .map_or((None, None), |w| (w.slowdown, w.seconds));
         let entry = SideInstance {
             status,
-            slowdown: instance.workload.and_then(|w| w.slowdown),
+            slowdown,
+            seconds,
         };
         if instances.insert(instance.id.clone(), entry).is_some() {
             return Err(parse(format!("instance `{}` appears twice", instance.id)));

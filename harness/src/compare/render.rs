@@ -322,6 +322,7 @@ mod tests {
                         SideInstance {
                             status: *status,
                             slowdown: *slowdown,
+                            seconds: None,
                         },
                     )
                 })
