@@ -1,7 +1,10 @@
 //! What each `qus-harness` command does with its parsed arguments.
 //!
 //! The main function is [`main`]: it dispatches a [`Cli`] to `run`,
-//! `validate`, `schema`, `list` or `plan` and returns the exit status.
+//! `validate`, `schema`, `list`, `plan`, `doctor`, `images` or `compare`
+//! and returns the exit status. A `run` with `--qemu` resolves its QEMUs
+//! (`qemu::resolve`) and runs one group of instances per QEMU
+//! (`runner::run_matrix`).
 //! Results go to stdout, diagnostics to stderr through `tracing`, errors to
 //! stderr as `error: …`. Loading is complete (every file, every error)
 //! before anything starts.
@@ -15,10 +18,11 @@ use crate::cli::{
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
 use crate::prepare;
+use crate::qemu::HostQemuProbe;
 use crate::report::{
     ConsoleMode, ConsoleReporter, Event, JsonReporter, JunitReporter, Reporter, Reporters,
 };
-use crate::runner::{self, RunOptions, TEARDOWN_GRACE, error_chain};
+use crate::runner::{self, QemuMatrix, RunOptions, TEARDOWN_GRACE, error_chain};
 use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
     UnavailableRuntime,
@@ -64,6 +68,8 @@ pub fn main(cli: Cli) -> u8 {
         Command::Doctor(args) => doctor(&args),
         Command::Images(ImagesCommand::Build(args)) => images_build(&args),
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
+        Command::Compare(args) => compare::compare(&args),
+        Command::Images(ImagesCommand::Registrar(args)) => images_registrar(&args),
     }
 }
 
@@ -160,6 +166,18 @@ fn registrar_bin() -> Option<String> {
 
 /// Loads, expands and selects. `Err` holds the exit status after printing.
 fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
+    let scenarios = load_selected(select)?;
+    let vars = overrides(select, run_id).map_err(|e| {
+        eprintln!("error: {e}");
+        exit::USAGE
+    })?;
+    expand_all(&scenarios, &vars, select)
+}
+
+/// Loads every file and checks that each `--var` names a variable some
+/// scenario declares (or a built-in). `Err` holds the exit status after
+/// printing.
+fn load_selected(select: &SelectArgs) -> Result<Vec<Scenario>, u8> {
     let scenarios = load(&select.paths).ok_or(exit::USAGE)?;
     // A `--var` no scenario declares would be ignored: catch the typo.
     for assignment in &select.vars {
@@ -177,13 +195,19 @@ fn instances(select: &SelectArgs, run_id: &str) -> Result<Vec<Instance>, u8> {
             return Err(exit::USAGE);
         }
     }
-    let vars = overrides(select, run_id).map_err(|e| {
-        eprintln!("error: {e}");
-        exit::USAGE
-    })?;
+    Ok(scenarios)
+}
+
+/// Expands every scenario with `vars` and keeps the selected instances,
+/// sorted by id. `Err` holds the exit status after printing.
+fn expand_all(
+    scenarios: &[Scenario],
+    vars: &VarOverrides,
+    select: &SelectArgs,
+) -> Result<Vec<Instance>, u8> {
     let mut all = Vec::new();
-    for s in &scenarios {
-        match scenario::expand(s, &vars) {
+    for s in scenarios {
+        match scenario::expand(s, vars) {
             Ok(mut instances) => all.append(&mut instances),
             Err(e) => {
                 print_error(&e);
@@ -222,6 +246,9 @@ macro_rules! with_engine {
         }
     };
 }
+
+mod compare;
+mod qemu;
 
 /// The Apptainer/Singularity command: the flag or `QUS_SINGULARITY_BIN`,
 /// else `apptainer`, else `singularity`, whichever is on `PATH`.
@@ -418,7 +445,18 @@ fn print_plan(planned: &[Planned]) {
 
 fn run(args: &RunArgs, verbose: bool) -> u8 {
     let run_id = args.run_id.clone().unwrap_or_else(default_run_id);
-    let instances = match instances(&args.select, &run_id) {
+    let scenarios = match load_selected(&args.select) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let vars = match overrides(&args.select, &run_id) {
+        Ok(vars) => vars,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit::USAGE;
+        }
+    };
+    let instances = match expand_all(&scenarios, &vars, &args.select) {
         Ok(i) => i,
         Err(code) => return code,
     };
@@ -451,14 +489,35 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::ENVIRONMENT;
     }
     let host = HostInfo::read();
-    let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
-    if !args.no_prepare
-        && let Err(code) = prepare_images(&tokio, &engine, &planned)
-    {
-        return code;
+    // Whether the run may write binfmt_misc: it then saves the host's
+    // entries first (and registers each QEMU's handlers as a baseline).
+    let writes_host = writes_host(&host);
+    let groups = if args.qemu.is_empty() {
+        None
+    } else {
+        match qemu::groups(&tokio, &engine, &probe, args, &vars, &scenarios, &host) {
+            Ok(groups) => Some(groups),
+            Err(code) => return code,
+        }
+    };
+    let planned = match &groups {
+        Some(_) => Vec::new(),
+        None => with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host)),
+    };
+    if !args.no_prepare {
+        let all: Vec<Planned> = match &groups {
+            Some(groups) => groups
+                .iter()
+                .flat_map(|g| g.planned.iter().cloned())
+                .collect(),
+            None => planned.clone(),
+        };
+        if let Err(code) = prepare_images(&tokio, &engine, &all) {
+            return code;
+        }
     }
     // Save the host's binfmt_misc state whenever we could change it.
-    let guard = if host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing {
+    let guard = if writes_host {
         match HostGuard::take(qus_registrar::binfmt::Binfmt::default()) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -485,8 +544,19 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);
-    let end =
-        with_engine!(engine, rt => runner::run(&tokio, rt, planned, options, guard, &mut on_event));
+    let end = match groups {
+        Some(groups) => {
+            let matrix = QemuMatrix {
+                groups,
+                probe: (host.binfmt != qus_registrar::binfmt::MountState::Missing)
+                    .then(|| std::sync::Arc::new(HostQemuProbe::default()) as std::sync::Arc<_>),
+            };
+            with_engine!(engine, rt => runner::run_matrix(&tokio, rt, matrix, options, guard, &mut on_event))
+        }
+        None => {
+            with_engine!(engine, rt => runner::run(&tokio, rt, planned, options, guard, &mut on_event))
+        }
+    };
     let report_result = reporters.finish();
     let end = match end {
         Ok(end) => end,
@@ -518,6 +588,12 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         return exit::FAILED;
     }
     summary_code(&end.summary)
+}
+
+/// Whether a run may write the host's binfmt_misc: as root, with
+/// binfmt_misc in the kernel.
+fn writes_host(host: &HostInfo) -> bool {
+    host.is_root && host.binfmt != qus_registrar::binfmt::MountState::Missing
 }
 
 fn summary_code(summary: &crate::report::RunSummary) -> u8 {
@@ -621,14 +697,46 @@ fn images_progress(event: &crate::images::ImagesEvent) {
 fn describe(step: &crate::images::Step) -> String {
     use crate::images::Step;
     match step {
-        Step::FetchDeb { version } => format!(
-            "apt-get download qemu-user-static{}",
-            version
+        Step::UpdateLists { suite, dir } => {
+            format!("apt-get update {suite} (in {})", dir.display())
+        }
+        Step::SelectPackage { wanted, suites } => format!(
+            "choose {} in {}",
+            wanted
                 .as_deref()
-                .map(|v| format!("={v}"))
-                .unwrap_or_default()
+                .map_or_else(|| "the newest QEMU".to_owned(), |w| format!("QEMU {w}")),
+            suites
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
+        Step::FetchDeb {
+            package,
+            version,
+            suite,
+            size,
+            reason,
+        } => {
+            let mut text = format!("apt-get download {package}");
+            if let Some(version) = version {
+                text.push_str(&format!("={version}"));
+            }
+            if let Some(suite) = suite {
+                text.push_str(&format!(" from {suite}"));
+            }
+            if let Some(size) = size {
+                text.push_str(&format!(" ({:.1} MB)", *size as f64 / 1e6));
+            }
+            if let Some(reason) = reason {
+                text.push_str(&format!(": {reason}"));
+            }
+            text
+        }
         Step::UnpackDeb { path } => format!("unpack {}", path.display()),
+        Step::CheckEmulators { package, count } => {
+            format!("check the {count} emulators of {package} are static and for this CPU")
+        }
         Step::CompileRegistrar { workspace } => {
             format!("compile a static qus-register in {}", workspace.display())
         }
@@ -638,6 +746,15 @@ fn describe(step: &crate::images::Step) -> String {
         Step::WriteArtifacts { dir } => format!("release artifacts in {}", dir.display()),
         Step::RegisterHandlers { entries } => format!("register {}", entries.join(", ")),
         Step::Rootfs { arch, tarball } => format!("debootstrap {arch} ({})", tarball.display()),
+        Step::VendorCrates { workspace } => {
+            format!("cargo vendor the crates of {}", workspace.display())
+        }
+        Step::CrossCompile { machine, binary } => {
+            format!(
+                "cross-compile qus-register for {machine} ({})",
+                binary.display()
+            )
+        }
     }
 }
 
@@ -645,14 +762,16 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     use crate::images::{BuildOptions, DebSource, RegistrarSource};
     let mut options = BuildOptions {
         repo: args.repo.clone(),
-        deb: match (&args.deb, &args.qemu_version) {
-            (Some(path), _) => DebSource::File(path.clone()),
-            (None, version) => DebSource::Apt {
-                version: version.clone(),
+        deb: match &args.deb {
+            Some(path) => DebSource::File(path.clone()),
+            None => DebSource::Apt {
+                version: args.qemu_version.clone(),
+                suite: args.suite.map(Into::into),
             },
         },
         output_dir: args.output.clone(),
         force: args.force,
+        release: args.release,
         engine: image_engine(args.engine),
         handle_ctrl_c: true,
         ..BuildOptions::default()
@@ -663,13 +782,36 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     match crate::images::build(&options, &images_progress) {
         Ok(report) => {
             say!(
-                "qemu-user-static {} (images {}), qus-register {}, host {}",
+                "{} {}{} (QEMU {}, images {}), qus-register {}, host {}",
+                report.package,
+                report.debian_version,
+                report
+                    .suite
+                    .map(|s| format!(" from {s}"))
+                    .unwrap_or_default(),
                 report.qemu_version,
                 report.version,
                 report.registrar_version,
                 report.host_arch
             );
             print_images(&report.images);
+            // One line per newer version holding unversioned tags.
+            let mut newer: Vec<&str> = report.kept_newer.iter().map(|(_, v)| v.as_str()).collect();
+            newer.sort_by(|a, b| crate::images::compare_image_versions(a, b));
+            newer.dedup();
+            for version in newer {
+                let tags: Vec<&str> = report
+                    .kept_newer
+                    .iter()
+                    .filter(|(_, v)| v == version)
+                    .map(|(t, _)| t.rsplit_once(':').map_or(t.as_str(), |(_, tag)| tag))
+                    .collect();
+                say!(
+                    "kept      {} unversioned tags on the newer {version}: {}",
+                    tags.len(),
+                    tags.join(", ")
+                );
+            }
             for artifact in &report.artifacts {
                 say!("artifact  {}", artifact.display());
             }
@@ -677,15 +819,22 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
         }
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
-            exit::FAILED
+            if e.is_usage() {
+                exit::USAGE
+            } else if e.is_environment() {
+                exit::ENVIRONMENT
+            } else {
+                exit::FAILED
+            }
         }
     }
 }
 
 fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
-    use crate::images::{DebianArch, FixtureOptions};
+    use crate::images::{DebianArch, FixtureOptions, Flavor};
     let mut options = FixtureOptions {
         mirror: args.mirror.clone(),
+        workloads: DebianArch::WORKLOADS.to_vec(),
         force: args.force,
         engine: image_engine(args.engine),
         handle_ctrl_c: true,
@@ -695,21 +844,30 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
         options.cache_dir = dir.clone();
     }
     if let Some(list) = &args.arches {
-        let mut arches = Vec::new();
+        let (mut arches, mut workloads) = (Vec::new(), Vec::new());
         for name in list
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty() && *s != "none")
         {
+            // `workload-<arch>` names a workload fixture; anything else
+            // must be an architecture.
+            if let Some((Flavor::Workload, arch)) = Flavor::parse_stem(name) {
+                workloads.push(arch);
+                continue;
+            }
             match name.parse::<DebianArch>() {
                 Ok(a) => arches.push(a),
                 Err(e) => {
-                    eprintln!("error: invalid value `{name}` for `--arches`: {e}");
+                    eprintln!(
+                        "error: invalid value `{name}` for `--arches`: {e} (or `workload-<arch>`)"
+                    );
                     return exit::USAGE;
                 }
             }
         }
         options.arches = arches;
+        options.workloads = workloads;
     }
     match crate::images::fixtures(&options, &images_progress) {
         Ok(report) => {
@@ -734,6 +892,76 @@ fn images_fixtures(args: &ImagesFixturesArgs) -> u8 {
             exit::FAILED
         }
     }
+}
+
+fn images_registrar(args: &crate::cli::ImagesRegistrarArgs) -> u8 {
+    use crate::images::{CROSS_TARGETS, CrossOptions, CrossTarget};
+    let mut targets: Vec<&'static CrossTarget> = Vec::new();
+    match &args.arch {
+        None => targets.extend(CROSS_TARGETS.iter()),
+        Some(list) => {
+            // Parsed by `cli.rs` already; looked up again for the table row.
+            for name in list {
+                match CrossTarget::find(name) {
+                    Ok(t) => targets.push(t),
+                    Err(e) => {
+                        eprintln!("error: invalid value `{name}` for `--arch`: {e}");
+                        return exit::USAGE;
+                    }
+                }
+            }
+        }
+    }
+    let mut options = CrossOptions {
+        force: args.force,
+        engine: image_engine(args.engine),
+        handle_ctrl_c: true,
+        ..CrossOptions::default()
+    };
+    if let Some(dir) = &args.cache_dir {
+        options.cache_dir = dir.clone();
+    }
+    let built = match crate::images::cross_registrars(&targets, &options, &images_progress) {
+        Ok(built) => built,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return if e.is_usage() {
+                exit::USAGE
+            } else if e.is_environment() {
+                exit::ENVIRONMENT
+            } else {
+                exit::FAILED
+            };
+        }
+    };
+    for binary in &built {
+        let how = if binary.compiled {
+            "compiled"
+        } else {
+            "cached"
+        };
+        let mut path = binary.path.clone();
+        if let Some(dir) = &args.output {
+            let copy = dir.join(format!("qus-register-{}", binary.machine));
+            let copied = std::fs::create_dir_all(dir).and_then(|()| std::fs::copy(&path, &copy));
+            if let Err(e) = copied {
+                eprintln!(
+                    "error: failed to copy `{}` to `{}`: {e}",
+                    path.display(),
+                    copy.display()
+                );
+                return exit::FAILED;
+            }
+            path = copy;
+        }
+        say!(
+            "{} {how} {} {}",
+            binary.machine,
+            binary.size,
+            path.display()
+        );
+    }
+    exit::OK
 }
 
 fn print_images(images: &[crate::images::BuiltImage]) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use regex::Regex;
 
+use crate::qemu::QemuSelector;
 use crate::scenario::{TagExpr, parse_tag_expr};
 
 /// Exit statuses of `qus-harness`.
@@ -70,30 +71,103 @@ pub enum Command {
     /// Build the images qus ships and the fixture images scenarios use.
     #[command(subcommand)]
     Images(ImagesCommand),
+    /// Compare two JSON reports (`run --json`): regressions, fixes, new and
+    /// removed instances, workloads that got slower. The release gate's
+    /// verdict: exit 0 when the candidate regressed nowhere (or only where
+    /// a known difference says so), 1 when it did, 2 on a usage error.
+    Compare(CompareArgs),
 }
+
+/// `compare` flags.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = COMPARE_AFTER_HELP)]
+pub struct CompareArgs {
+    /// The report of the reference run (the release before).
+    #[arg(value_name = "BASE.json")]
+    pub base: PathBuf,
+
+    /// The report of the run under judgement.
+    #[arg(value_name = "CANDIDATE.json")]
+    pub candidate: PathBuf,
+
+    /// A workload regressed when its slowdown grew by more than this:
+    /// `25%` (the default) or a fraction such as `0.25`.
+    #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+    pub slowdown: f64,
+
+    /// Also write the comparison as Markdown tables to FILE (`-`: print
+    /// the Markdown instead of the listing).
+    #[arg(long, value_name = "FILE")]
+    pub markdown: Option<PathBuf>,
+
+    /// Known differences (YAML, `known: [{ id | pattern, qemu, reason }]`):
+    /// the regressions and slowdowns they list are reported as known and
+    /// do not fail.
+    #[arg(long, value_name = "FILE")]
+    pub known: Option<PathBuf>,
+
+    /// The QEMU of BASE to compare, when it holds several (a name such as
+    /// `10.0` or an image version such as `10.0.2-1`).
+    #[arg(long, value_name = "V")]
+    pub base_qemu: Option<String>,
+
+    /// The QEMU of CANDIDATE to compare, when it holds several.
+    #[arg(long, value_name = "V")]
+    pub candidate_qemu: Option<String>,
+}
+
+const COMPARE_AFTER_HELP: &str = "\
+Exit status: 0 no regression and no slowdown over the threshold that is not \
+a known difference; 1 a regression (passed in BASE, failed, errored or timed \
+out in CANDIDATE) or such a slowdown; 2 usage error (a file that cannot be \
+read, a report of another schema version, an unknown or ambiguous QEMU, a \
+known-differences file that does not load).";
 
 /// `images` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
     /// Build `<repo>:latest`, `:register`, the per-target images and the
-    /// release artifacts from Debian's qemu-user-static package.
+    /// release artifacts from Debian's QEMU package (qemu-user-static up to
+    /// QEMU 9.0, qemu-user from 9.1), from the host's APT, a file, or a
+    /// Debian suite.
     Build(ImagesBuildArgs),
     /// Build the foreign-architecture Debian images (debootstrap, cached by
     /// recipe) and the per-target probe images.
     Fixtures(ImagesFixturesArgs),
+    /// Cross-compile static `qus-register` binaries for other CPUs in
+    /// Debian builder images (cached by recipe); print `<cpu> <how> <bytes>
+    /// <path>` for each. Exit 0 built, 1 a build failed, 2 bad flags,
+    /// 3 environment error (no engine, not root for debootstrap).
+    Registrar(ImagesRegistrarArgs),
 }
 
 /// `images build` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ImagesBuildArgs {
-    /// The qemu-user-static .deb to use; default: `apt-get download`.
-    #[arg(long, value_name = "PATH", conflicts_with = "qemu_version")]
+    /// The QEMU package to use, as a file: Debian's qemu-user-static (QEMU
+    /// up to 9.0), qemu-user (from 9.1), or the transitional
+    /// qemu-user-static (from 9.1: its qemu-user is fetched from the
+    /// Debian suite that has that version). Default: `apt-get download
+    /// qemu-user-static` with the host's APT sources.
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_version", "suite"])]
     pub deb: Option<PathBuf>,
 
-    /// The Debian version of qemu-user-static to download
-    /// (`1:7.2+dfsg-7+deb12u18`); default: the archive's candidate.
+    /// The QEMU to fetch from Debian's suites: a QEMU version or its prefix
+    /// (`11.1`, `10.0`, `7.2`, `11.1.3`) or a full Debian version
+    /// (`1:10.0.2+ds-1~bpo12+1`). Searches `--suite`, else bookworm,
+    /// bookworm-backports, trixie and sid; the highest matching QEMU wins,
+    /// the stable-most suite on a tie. QEMU 9.1 and later come from
+    /// qemu-user, older ones from qemu-user-static.
     #[arg(long, value_name = "V")]
     pub qemu_version: Option<String>,
+
+    /// The Debian suite to fetch from (its newest QEMU unless
+    /// `--qemu-version`), through a private APT directory
+    /// `$QUS_CACHE_DIR/apt/<suite>-<arch>/` (default cache
+    /// `/var/cache/qus`); the host's APT setup is left alone. Its lists are
+    /// refreshed when older than 6 hours.
+    #[arg(long, value_enum, value_name = "SUITE")]
+    pub suite: Option<SuiteChoice>,
 
     /// Repository of every tag.
     #[arg(
@@ -118,9 +192,38 @@ pub struct ImagesBuildArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// qus's release of this QEMU version: the `N` of the image version
+    /// `7.2.0-N` (a rebuild with a new registrar or a Debian update).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub release: u32,
+
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// Debian suites `images build --suite` fetches QEMU from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SuiteChoice {
+    /// Debian 12 (QEMU 7.2, qemu-user-static).
+    Bookworm,
+    /// Backports for Debian 12 (QEMU 10.0, qemu-user).
+    BookwormBackports,
+    /// Debian 13 (QEMU 10.0, qemu-user).
+    Trixie,
+    /// Debian unstable (the newest QEMU, qemu-user).
+    Sid,
+}
+
+impl From<SuiteChoice> for crate::images::Suite {
+    fn from(choice: SuiteChoice) -> Self {
+        match choice {
+            SuiteChoice::Bookworm => Self::Bookworm,
+            SuiteChoice::BookwormBackports => Self::BookwormBackports,
+            SuiteChoice::Trixie => Self::Trixie,
+            SuiteChoice::Sid => Self::Sid,
+        }
+    }
 }
 
 /// Engines that build images (`images build`, `images fixtures`).
@@ -136,8 +239,11 @@ pub enum BuildEngine {
 /// `images fixtures` flags.
 #[derive(Debug, Clone, Args)]
 pub struct ImagesFixturesArgs {
-    /// Debian architectures to debootstrap (comma-separated); default:
-    /// arm64, armhf, ppc64el, s390x, i386. `none` builds only the probes.
+    /// Debian architectures to debootstrap (comma-separated), and
+    /// `workload-<arch>` for the workload fixtures (minbase plus compilers,
+    /// Python, Node.js, sudo); default: arm64, armhf, ppc64el, s390x, i386,
+    /// workload-amd64, workload-arm64, workload-s390x. `none` builds only
+    /// the probes.
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub arches: Option<Vec<String>>,
 
@@ -157,6 +263,40 @@ pub struct ImagesFixturesArgs {
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// `images registrar` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesRegistrarArgs {
+    /// CPUs to compile for (comma-separated): aarch64, ppc64le, riscv64,
+    /// s390x, or an alias (arm64, ppc64el); default: all four.
+    #[arg(long, value_name = "LIST", value_delimiter = ',', value_parser = cross_cpu)]
+    pub arch: Option<Vec<String>>,
+
+    /// Also copy each binary to `DIR/qus-register-<cpu>`.
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Cache of builder root filesystems and binaries (`$QUS_CACHE_DIR`,
+    /// default `/var/cache/qus`).
+    #[arg(long, value_name = "DIR", env = "QUS_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Compile again even when the cache holds a binary of the same recipe.
+    #[arg(long)]
+    pub force: bool,
+
+    /// The engine that builds the builder images and runs the compiler.
+    #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
+    pub engine: BuildEngine,
+}
+
+/// A CPU `images registrar` compiles for, as QEMU names it (`arm64` gives
+/// `aarch64`).
+fn cross_cpu(value: &str) -> Result<String, String> {
+    crate::images::CrossTarget::find(value)
+        .map(|target| target.machine.to_owned())
+        .map_err(|e| e.to_string())
 }
 
 /// `doctor` flags.
@@ -295,6 +435,21 @@ pub struct RunArgs {
     /// Podman gets a copy of what it lacks from Docker.
     #[arg(long)]
     pub no_prepare: bool,
+
+    /// Run every instance once per QEMU: names such as `7.2,11.1`
+    /// (comma-separated, repeatable), each resolved to the newest image
+    /// version of that QEMU in the registrar repository (`QUS_REPO` from
+    /// `--var` or the environment, else `qus/qemu-user-static`), built
+    /// first when no image holds it. Scenarios read it as `${QUS_VERSION}`.
+    /// Also `QUS_QEMU`.
+    #[arg(
+        long,
+        value_name = "VERSIONS",
+        value_delimiter = ',',
+        env = "QUS_QEMU",
+        value_parser = parse_qemu
+    )]
+    pub qemu: Vec<QemuSelector>,
 }
 
 fn parse_regex(s: &str) -> Result<Regex, String> {
@@ -307,6 +462,25 @@ fn parse_tags(s: &str) -> Result<TagExpr, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     crate::scenario::parse_duration(s)
+}
+
+fn parse_qemu(s: &str) -> Result<QemuSelector, String> {
+    QemuSelector::parse(s.trim())
+}
+
+/// `25%` or `0.25` as the fraction 0.25; not negative.
+fn parse_percent(s: &str) -> Result<f64, String> {
+    let (number, scale) = match s.trim().strip_suffix('%') {
+        Some(n) => (n.trim(), 100.0),
+        None => (s.trim(), 1.0),
+    };
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{s}` is not a percentage such as `25%` or a fraction such as `0.25`")
+    })?;
+    if !value.is_finite() || value < 0.0 {
+        return Err(format!("`{s}` is negative or not finite"));
+    }
+    Ok(value / scale)
 }
 
 #[cfg(test)]
@@ -334,6 +508,64 @@ mod tests {
     }
 
     #[test]
+    fn qemu_names_are_comma_separated_and_repeatable() {
+        let Command::Run(r) = parse(&["run", "--qemu", "7.2, 10.0", "--qemu", "11.1.3-2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not run")
+        };
+        let names: Vec<&str> = r.qemu.iter().map(QemuSelector::as_str).collect();
+        assert_eq!(names, ["7.2", "10.0", "11.1.3-2"]);
+        let Command::Run(r) = parse(&["run"]).unwrap().command else {
+            panic!("not run")
+        };
+        assert!(r.qemu.is_empty() || std::env::var_os("QUS_QEMU").is_some());
+    }
+
+    #[test]
+    fn compare_thresholds_are_percentages_or_fractions() {
+        let threshold = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Compare(c) => c.slowdown,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(threshold(&["compare", "a", "b"]), 0.25);
+        assert_eq!(threshold(&["compare", "a", "b", "--slowdown", "10%"]), 0.1);
+        assert_eq!(threshold(&["compare", "a", "b", "--slowdown", "0.5"]), 0.5);
+    }
+
+    #[test]
+    fn images_build_takes_a_suite_and_a_version() {
+        use crate::images::Suite;
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(["qus-harness", "images", "build"].iter().chain(args));
+            match cli.map(|c| c.command) {
+                Ok(Command::Images(ImagesCommand::Build(b))) => Ok(b),
+                Ok(_) => panic!("not images build"),
+                Err(e) => Err(e),
+            }
+        };
+        let b = parse(&["--suite", "bookworm-backports", "--qemu-version", "10.0"]).unwrap();
+        assert_eq!(b.suite.map(Suite::from), Some(Suite::BookwormBackports));
+        assert_eq!(b.qemu_version.as_deref(), Some("10.0"));
+        for (value, suite) in [
+            ("bookworm", Suite::Bookworm),
+            ("trixie", Suite::Trixie),
+            ("sid", Suite::Sid),
+        ] {
+            let b = parse(&["--suite", value]).unwrap();
+            assert_eq!(b.suite.map(Suite::from), Some(suite));
+            // The CLI's names are Debian's, as `Suite` spells them.
+            assert_eq!(suite.to_string(), value);
+        }
+        assert!(parse(&["--suite", "buster"]).is_err());
+        assert!(parse(&["--deb", "x.deb", "--suite", "sid"]).is_err());
+        assert!(parse(&["--deb", "x.deb", "--qemu-version", "7.2"]).is_err());
+        let b = parse(&[]).unwrap();
+        assert_eq!((b.suite, b.qemu_version, b.deb), (None, None, None));
+    }
+
+    #[test]
     fn images_build_with_docker_unless_told_podman() {
         let engine = |args: &[&str]| match parse(args).unwrap().command {
             Command::Images(ImagesCommand::Build(b)) => b.engine,
@@ -353,6 +585,34 @@ mod tests {
     }
 
     #[test]
+    fn images_registrar_takes_cpus_by_name_or_alias() {
+        let args = |argv: &[&str]| match parse(argv).unwrap().command {
+            Command::Images(ImagesCommand::Registrar(r)) => r,
+            other => panic!("{other:?}"),
+        };
+        let all = args(&["images", "registrar"]);
+        assert_eq!(all.arch, None);
+        assert_eq!(all.output, None);
+        assert!(!all.force);
+        assert_eq!(all.engine, BuildEngine::Docker);
+        let some = args(&[
+            "images",
+            "registrar",
+            "--arch",
+            "arm64,riscv64,ppc64el",
+            "--output",
+            "dist",
+            "--force",
+        ]);
+        assert_eq!(
+            some.arch.as_deref(),
+            Some(&["aarch64".to_owned(), "riscv64".into(), "ppc64le".into()][..])
+        );
+        assert_eq!(some.output, Some(PathBuf::from("dist")));
+        assert!(some.force);
+    }
+
+    #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, flag) in [
             (&["run", "--filter", "("][..], "--filter"),
@@ -362,6 +622,19 @@ mod tests {
             (&["run", "--runtime", "lxc"], "--runtime"),
             (&["images", "build", "--engine", "buildah"], "--engine"),
             (&["images", "fixtures", "--engine", "kaniko"], "--engine"),
+            (&["run", "--qemu", "7.2,latest"], "--qemu"),
+            (&["run", "--qemu", "7.2.0-"], "--qemu"),
+            (
+                &["compare", "a.json", "b.json", "--slowdown", "much"],
+                "--slowdown",
+            ),
+            (
+                &["compare", "a.json", "b.json", "--slowdown=-5%"],
+                "--slowdown",
+            ),
+            (&["compare", "a.json"], "CANDIDATE.json"),
+            (&["images", "registrar", "--arch", "x86_64"], "--arch"),
+            (&["images", "registrar", "--arch", "aarch64,mips"], "--arch"),
         ] {
             let e = parse(args).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{args:?}");

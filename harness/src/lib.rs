@@ -6,17 +6,21 @@
 //! with the host's binfmt_misc state guarded by [`host`]; [`report`] turns
 //! the events into console output, JUnit and JSON. [`images`] builds the
 //! images qus ships and the fixtures scenarios use, and [`prepare`] builds
-//! those a run lacks; [`doctor`] checks a machine.
+//! those a run lacks; [`qemu`] resolves the QEMUs of a `--qemu` matrix and
+//! tells which one ran; [`compare`] is the release gate's verdict on two
+//! reports; [`doctor`] checks a machine.
 #![warn(missing_docs)]
 
 pub mod app;
 mod capability;
 pub mod cli;
+pub mod compare;
 pub mod doctor;
 pub mod host;
 pub mod images;
 pub mod plan;
 pub mod prepare;
+pub mod qemu;
 pub mod report;
 pub mod runner;
 pub mod runtime;

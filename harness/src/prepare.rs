@@ -8,7 +8,8 @@
 //!   variable names (`<repo>:latest`, `<repo>:register`,
 //!   `<repo>:x86_64-aarch64`...);
 //! - the fixtures `qus-harness images fixtures` makes: Debian root
-//!   filesystems `qus-fixtures/<debian arch>:<suite>` and probe images
+//!   filesystems `qus-fixtures/<debian arch>:<suite>`, the workload ones
+//!   `qus-fixtures/workload-<debian arch>:<suite>` and probe images
 //!   `qus-fixtures/probe:<target>`.
 //!
 //! [`prepare_run`] does it all for a plan: [`referenced_images`] lists what
@@ -24,7 +25,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::images::{
-    self, BuildOptions, DEFAULT_FIXTURE_REPO, DEFAULT_REPO, DebianArch, FixtureOptions,
+    self, BuildOptions, DEFAULT_FIXTURE_REPO, DEFAULT_REPO, DebianArch, FixtureOptions, Flavor,
     ImageBuildError, ImageEngine, Progress,
 };
 use crate::plan::Planned;
@@ -140,6 +141,8 @@ pub struct PrepareNeeds {
     pub registrar_repos: BTreeSet<String>,
     /// Root filesystems to make, by Debian suite.
     pub rootfs: BTreeMap<String, BTreeSet<DebianArch>>,
+    /// Workload root filesystems (`workload-<arch>`) to make, by suite.
+    pub workloads: BTreeMap<String, BTreeSet<DebianArch>>,
     /// Whether probe images are needed.
     pub probes: bool,
     /// The absent images qus builds, in order.
@@ -166,8 +169,12 @@ impl PrepareNeeds {
                 needs.registrar_repos.insert(repository.to_owned());
             } else if fixture == Some(PROBE_REPOSITORY) {
                 needs.probes = true;
-            } else if let Some(arch) = fixture.and_then(|a| a.parse::<DebianArch>().ok()) {
-                needs.rootfs.entry(tag.to_owned()).or_default().insert(arch);
+            } else if let Some((flavor, arch)) = fixture.and_then(Flavor::parse_stem) {
+                let by_suite = match flavor {
+                    Flavor::Base => &mut needs.rootfs,
+                    Flavor::Workload => &mut needs.workloads,
+                };
+                by_suite.entry(tag.to_owned()).or_default().insert(arch);
             } else {
                 needs.foreign.push(image.to_owned());
                 continue;
@@ -214,19 +221,27 @@ pub fn prepare(
         };
         images::build(&options, progress)?;
     }
-    let mut suites: Vec<(String, Vec<DebianArch>)> = needs
-        .rootfs
-        .iter()
-        .map(|(suite, arches)| (suite.clone(), arches.iter().copied().collect()))
-        .collect();
+    // Base and workload root filesystems, by suite.
+    let mut suites: BTreeMap<String, RootfsLists> = BTreeMap::new();
+    for (suite, arches) in &needs.rootfs {
+        suites.entry(suite.clone()).or_default().base.extend(arches);
+    }
+    for (suite, arches) in &needs.workloads {
+        suites
+            .entry(suite.clone())
+            .or_default()
+            .workload
+            .extend(arches);
+    }
     if needs.probes && suites.is_empty() {
         let default = FixtureOptions::default().suite;
-        suites.push((default, Vec::new()));
+        suites.insert(default, RootfsLists::default());
     }
-    for (i, (suite, arches)) in suites.into_iter().enumerate() {
+    for (i, (suite, RootfsLists { base, workload })) in suites.into_iter().enumerate() {
         let defaults = FixtureOptions::default();
         let options = FixtureOptions {
-            arches,
+            arches: base,
+            workloads: workload,
             suite,
             probes_dir: defaults
                 .probes_dir
@@ -239,6 +254,13 @@ pub fn prepare(
         images::fixtures(&options, progress)?;
     }
     Ok(())
+}
+
+/// The root filesystems of one suite to make, by flavour.
+#[derive(Debug, Default)]
+struct RootfsLists {
+    base: Vec<DebianArch>,
+    workload: Vec<DebianArch>,
 }
 
 /// Where the run's images must be.
@@ -418,8 +440,11 @@ mod tests {
             "qus-fixtures/s390x:bookworm",
             "qus-fixtures/armhf:trixie",
             "qus-fixtures/probe:riscv64",
+            "qus-fixtures/workload-arm64:bookworm",
+            "qus-fixtures/workload-amd64:bookworm",
             "arm64v8/ubuntu",
             "qus-fixtures/sparc:bookworm",
+            "qus-fixtures/workload-sparc:bookworm",
             "other/qemu-user-static:latest",
             "qus-fixturesx/arm64:bookworm",
         ];
@@ -438,11 +463,18 @@ mod tests {
                 ("trixie".to_owned(), BTreeSet::from([DebianArch::Armhf])),
             ])
         );
+        assert_eq!(
+            needs.workloads,
+            BTreeMap::from([(
+                "bookworm".to_owned(),
+                BTreeSet::from([DebianArch::Amd64, DebianArch::Arm64])
+            )])
+        );
         assert!(needs.probes);
-        assert_eq!(needs.buildable, absent[..7]);
+        assert_eq!(needs.buildable, absent[..9]);
         // No Debian architecture is called `sparc`; nobody else's
         // repository is ours.
-        assert_eq!(needs.foreign, absent[7..]);
+        assert_eq!(needs.foreign, absent[9..]);
     }
 
     #[test]

@@ -1,17 +1,22 @@
 //! `qus_harness::images` against a real Docker Engine: the registrar images
-//! built from the installed `qemu-user-static` package, the probe images,
+//! built from the installed `qemu-user-static` version (fetched from
+//! Debian's suites), the images of several QEMU versions from Debian's
+//! `trixie` and `sid` side by side (`images/versions.rs`), the probe images,
 //! and one `debootstrap` fixture.
 //!
 //! Compiled only with `--features docker`. The trials need Docker, root
-//! (binfmt_misc, `debootstrap`), Debian's `qemu-user-static`, `dpkg-deb`
-//! and `apt-get download`; without them every trial reports *ignored* with
-//! the reason, and with `QUS_REQUIRE_ENGINES=1` that is a failure instead.
-//! The registrar images are built once (on first use) under the test
-//! repository `qus-test/qemu-user-static`, fixtures under `qus-test-fixtures`;
-//! every image the trials made is removed at the end, the root filesystem
-//! cache (`$QUS_CACHE_DIR`, `/var/cache/qus`) is kept for the next run, and
-//! the host's binfmt_misc entries are restored by guards. Trials run one at
-//! a time: they share the engine and the binfmt_misc registry.
+//! (binfmt_misc, `debootstrap`), Debian's `qemu-user-static`, `dpkg-deb`,
+//! `apt-get`, `file` and Debian's archive; without them every trial reports
+//! *ignored* with the reason, and with `QUS_REQUIRE_ENGINES=1` that is a
+//! failure instead. The registrar images are built once (on first use)
+//! under the test repository `qus-test/qemu-user-static`, the versions
+//! under `qus-test-versions/qemu-user-static`, fixtures under
+//! `qus-test-fixtures`; every image the trials made is removed at the end
+//! (by a guard), the private APT directories live in a temporary cache
+//! removed with them, the root filesystem cache (`$QUS_CACHE_DIR`,
+//! `/var/cache/qus`) is kept for the next run, and the host's binfmt_misc
+//! entries are restored by guards. Trials run one at a time: they share the
+//! engine and the binfmt_misc registry.
 
 #![cfg(feature = "docker")]
 
@@ -36,6 +41,9 @@ use qus_registrar::binfmt::{Binfmt, MountState, Snapshot};
 use qus_registrar::entry::{self, Flags};
 use qus_registrar::targets::{self, Target};
 use qus_testcontainers::{QusRegistrar, run_foreign};
+
+#[path = "images/versions.rs"]
+mod versions;
 
 /// Repository of the registrar images built here.
 const REPO: &str = "qus-test/qemu-user-static";
@@ -73,6 +81,30 @@ fn main() {
         ),
         ("a_second_build_is_a_no_op", a_second_build_is_a_no_op),
         (
+            "sid_images_hold_static_qemu_user_emulators_as_static_names",
+            versions::sid_images_hold_static_qemu_user_emulators_as_static_names,
+        ),
+        (
+            "suites_are_fetched_without_touching_the_hosts_apt",
+            versions::suites_are_fetched_without_touching_the_hosts_apt,
+        ),
+        (
+            "the_newest_version_keeps_latest_and_the_unversioned_tags",
+            versions::the_newest_version_keeps_latest_and_the_unversioned_tags,
+        ),
+        (
+            "a_warm_suite_build_fetches_and_builds_nothing",
+            versions::a_warm_suite_build_fetches_and_builds_nothing,
+        ),
+        (
+            "a_transitional_package_resolves_to_qemu_user",
+            versions::a_transitional_package_resolves_to_qemu_user,
+        ),
+        (
+            "a_dynamic_qemu_user_is_refused_by_name",
+            versions::a_dynamic_qemu_user_is_refused_by_name,
+        ),
+        (
             "probe_images_print_their_uname_through_registered_handlers",
             probe_images_print_their_uname_through_registered_handlers,
         ),
@@ -99,8 +131,12 @@ fn main() {
         .collect();
     // One engine, one binfmt_misc registry: one trial at a time.
     args.test_threads = Some(1);
+    // Removes what the version trials made and the temporary cache, even if
+    // this function panics; `exit` below runs no destructor, hence `drop`.
+    let versions = versions::Guard;
     let conclusion = libtest_mimic::run(&args, trials);
     cleanup();
+    drop(versions);
     conclusion.exit();
 }
 
@@ -122,6 +158,7 @@ fn prerequisites() -> Result<(), String> {
                 "dpkg-query",
                 "debootstrap",
                 "sha256sum",
+                "file",
             ] {
                 if which::which(tool).is_err() {
                     return Err(format!("`{tool}` is not installed"));
@@ -214,17 +251,15 @@ impl Recorder {
             outcome,
             elapsed,
         } = event
+            && (*elapsed >= Duration::from_millis(1500)
+                || matches!(outcome, StepOutcome::Failed { .. }))
         {
-            if *elapsed >= Duration::from_millis(1500)
-                || matches!(outcome, StepOutcome::Failed { .. })
-            {
-                eprintln!(
-                    "    {:>7.1}s {} {:?}",
-                    elapsed.as_secs_f64(),
-                    step_name(step),
-                    outcome
-                );
-            }
+            eprintln!(
+                "    {:>7.1}s {} {:?}",
+                elapsed.as_secs_f64(),
+                step_name(step),
+                outcome
+            );
         }
         self.0.lock().unwrap().push(event.clone());
     }
@@ -246,8 +281,14 @@ impl Recorder {
 
 fn step_name(step: &Step) -> String {
     match step {
-        Step::FetchDeb { .. } => "fetch qemu-user-static".into(),
-        Step::UnpackDeb { .. } => "unpack qemu-user-static".into(),
+        Step::UpdateLists { suite, .. } => format!("apt-get update {suite}"),
+        Step::SelectPackage { .. } => "choose the package".into(),
+        Step::FetchDeb { package, suite, .. } => format!(
+            "fetch {package}{}",
+            suite.map(|s| format!(" from {s}")).unwrap_or_default()
+        ),
+        Step::UnpackDeb { .. } => "unpack the package".into(),
+        Step::CheckEmulators { .. } => "check the emulators".into(),
         Step::CompileRegistrar { .. } => "compile qus-register".into(),
         Step::CheckRegistrar { .. } => "check qus-register".into(),
         Step::HashInputs => "hash inputs".into(),
@@ -255,6 +296,8 @@ fn step_name(step: &Step) -> String {
         Step::WriteArtifacts { .. } => "write artifacts".into(),
         Step::RegisterHandlers { entries } => format!("register {}", entries.join(",")),
         Step::Rootfs { arch, .. } => format!("rootfs {arch}"),
+        Step::VendorCrates { .. } => "vendor crates".into(),
+        Step::CrossCompile { machine, .. } => format!("cross-compile {machine}"),
     }
 }
 
@@ -328,11 +371,15 @@ fn built() -> Result<&'static Built, Failed> {
         .get_or_init(|| {
             let output =
                 std::env::temp_dir().join(format!("qus-images-test-{}", std::process::id()));
+            // The installed version, searched in every suite (it is
+            // bookworm's, or its security update's).
             let options = BuildOptions {
                 repo: REPO.to_owned(),
                 deb: DebSource::Apt {
                     version: installed_qemu_version(),
+                    suite: None,
                 },
+                cache_dir: versions::test_cache_dir(),
                 registrar: RegistrarSource::default(),
                 output_dir: Some(output.clone()),
                 ..BuildOptions::default()
@@ -456,8 +503,12 @@ fn every_tag_names_a_labelled_image() -> Result<(), Failed> {
     let machine = host_machine();
     let qemu_version = installed_qemu_version().unwrap();
     check(
-        report.qemu_version == qemu_version,
-        format!("qemu version {}", report.qemu_version),
+        report.debian_version == qemu_version,
+        format!("debian version {}", report.debian_version),
+    )?;
+    check(
+        report.package == "qemu-user-static" && report.suite.is_some(),
+        format!("package {} from {:?}", report.package, report.suite),
     )?;
     let version = images::image_version(&qemu_version, 1).map_err(|e| chain(&e))?;
     check(
@@ -518,7 +569,6 @@ fn every_tag_names_a_labelled_image() -> Result<(), Failed> {
                 LABEL_LICENSES,
                 LABEL_REVISION,
                 LABEL_CREATED,
-                LABEL_QEMU_VERSION,
                 LABEL_RECIPE,
             ] {
                 check(
@@ -527,6 +577,15 @@ fn every_tag_names_a_labelled_image() -> Result<(), Failed> {
                 )?;
             }
             check(labels[LABEL_RECIPE] == image.recipe, "recipe label")?;
+            // `register` holds no QEMU: its version is the registrar's.
+            if image.tags == [format!("{REPO}:register")] {
+                check(
+                    labels[LABEL_VERSION] == report.registrar_version
+                        && !labels.contains_key(LABEL_QEMU_VERSION),
+                    "register's version labels",
+                )?;
+                continue;
+            }
             check(labels[LABEL_VERSION] == report.version, "version label")?;
             check(
                 labels[LABEL_QEMU_VERSION] == qemu_version,

@@ -11,7 +11,10 @@
 //!    needed), it prints `<uname>\n`, and `<uname>\n<argv0>\n` after
 //!    `--argv0`. A missing interpreter fails the test unless
 //!    `QUS_ALLOW_MISSING_QEMU=1`, in which case that part is skipped, loudly;
-//! 3. `bin/`, `src/` and the table agree, and every probe is under 4 KiB.
+//! 3. `bin/`, `src/` and the table agree, and every probe is under 4 KiB;
+//! 4. with `QEMU_VERSION=1` in its environment, QEMU prints its version
+//!    line and exits without running the probe: what `qus_harness::qemu`
+//!    relies on to tell which QEMU a registered handler runs.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -239,6 +242,15 @@ fn headers_are_static_and_route_to_their_target() {
 /// Runs `program args` with a clean QEMU environment, returning
 /// (exit code, stdout, stderr), or an error if it hangs or cannot start.
 fn run(program: &Path, args: &[&str]) -> Result<(Option<i32>, String, String), String> {
+    run_with(program, args, &[])
+}
+
+/// [`run`] with `env` added after the `QEMU_*` variables are removed.
+fn run_with(
+    program: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(Option<i32>, String, String), String> {
     let mut command = Command::new(program);
     command
         .args(args)
@@ -251,6 +263,7 @@ fn run(program: &Path, args: &[&str]) -> Result<(Option<i32>, String, String), S
             command.env_remove(key);
         }
     }
+    command.envs(env.iter().copied());
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
@@ -335,4 +348,35 @@ fn probes_print_their_uname_under_qemu() {
         );
     }
     eprintln!("ran {ran} probe(s) under QEMU");
+}
+
+#[test]
+fn qemu_version_in_the_environment_prints_the_version_instead_of_running() {
+    let allow_missing = std::env::var(ALLOW_MISSING_QEMU).is_ok_and(|v| v == "1");
+    let qemu = Path::new(QEMU_DIR).join("qemu-aarch64-static");
+    if !qemu.is_file() {
+        assert!(
+            allow_missing,
+            "no {} (install qemu-user-static, or set {ALLOW_MISSING_QEMU}=1 to skip this)",
+            qemu.display()
+        );
+        eprintln!(
+            "SKIPPED: {} not installed and {ALLOW_MISSING_QEMU}=1",
+            qemu.display()
+        );
+        return;
+    }
+    let probe = probes_dir().join("bin/aarch64");
+    let probe = probe.to_str().expect("UTF-8 path");
+    let (code, stdout, _) = run_with(&qemu, &[probe], &[("QEMU_VERSION", "1")]).unwrap();
+    assert_eq!(code, Some(0), "{stdout}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("qemu-aarch64 version ") && first.contains("(Debian "),
+        "{stdout:?}"
+    );
+    assert!(!stdout.contains("\naarch64\n"), "the probe ran: {stdout:?}");
+    // Without it, the probe runs.
+    let (_, stdout, _) = run(&qemu, &[probe]).unwrap();
+    assert_eq!(stdout, "aarch64\n");
 }

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 
 use quick_junit::{NonSuccessKind, TestCaseStatus};
 use qus_harness::report::{
-    ConsoleMode, ConsoleReporter, Event, InstanceId, JsonReporter, JunitReporter, Phase, Reporter,
-    Reporters, RunSummary, ScenarioResult, Status, StepResult, Stream,
+    ConsoleMode, ConsoleReporter, Event, InstanceId, JsonReporter, JunitReporter, Phase, QemuInfo,
+    QemuRan, Reporter, Reporters, RunSummary, ScenarioResult, Status, StepResult, Stream,
+    WorkloadAxis,
 };
 
 /// The same script the unit-level snapshots use; it names the report types
@@ -23,6 +24,10 @@ use qus_harness::report::{
 #[path = "../src/report/script.rs"]
 #[expect(dead_code, reason = "the script carries helpers only unit tests use")]
 mod script;
+
+/// Keeps the imports the script needs from `super::` in use.
+#[expect(dead_code, reason = "names the types the script imports")]
+fn script_types(_: QemuInfo, _: QemuRan, _: WorkloadAxis) {}
 
 /// A console writer the test can read back.
 #[derive(Clone, Default)]
@@ -79,13 +84,11 @@ fn golden(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn junit_file_matches_the_golden_file() {
-    let outputs = run(&script::events());
-    let actual = std::fs::read_to_string(&outputs.junit).unwrap();
-    let golden = golden("junit.xml");
+/// Compares `actual` with the golden file `name` (`QUS_BLESS=1` rewrites it).
+fn check_golden(name: &str, actual: &str) {
+    let golden = golden(name);
     if std::env::var_os("QUS_BLESS").is_some() {
-        std::fs::write(&golden, &actual).unwrap();
+        std::fs::write(&golden, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&golden).unwrap_or_else(|e| {
         panic!(
@@ -98,6 +101,54 @@ fn junit_file_matches_the_golden_file() {
         "JUnit output differs from `{}`; rerun with QUS_BLESS=1 and review the diff\n--- actual ---\n{actual}",
         golden.display()
     );
+}
+
+#[test]
+fn junit_file_matches_the_golden_file() {
+    let outputs = run(&script::events());
+    check_golden(
+        "junit.xml",
+        &std::fs::read_to_string(&outputs.junit).unwrap(),
+    );
+}
+
+#[test]
+fn junit_file_of_a_qemu_matrix_matches_the_golden_file() {
+    let outputs = run(&script::matrix_events());
+    check_golden(
+        "junit-qemu-matrix.xml",
+        &std::fs::read_to_string(&outputs.junit).unwrap(),
+    );
+}
+
+#[test]
+fn junit_and_json_agree_on_the_qemu_of_every_instance() {
+    let outputs = run(&script::matrix_events());
+    let xml = std::fs::read_to_string(&outputs.junit).unwrap();
+    let junit = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&outputs.json).unwrap()).unwrap();
+    let qemus = json["qemus"].as_array().unwrap();
+    assert_eq!(junit.test_suites.len(), qemus.len());
+    let instances = json["instances"].as_array().unwrap();
+    let mut cases = Vec::new();
+    for (suite, qemu) in junit.test_suites.iter().zip(qemus) {
+        let version = qemu["version"].as_str().unwrap();
+        assert_eq!(suite.name.as_str(), format!("qus-docker (qemu {version})"));
+        for case in &suite.test_cases {
+            cases.push((version.to_owned(), case.name.as_str().to_owned()));
+        }
+    }
+    let listed: Vec<(String, String)> = instances
+        .iter()
+        .map(|i| {
+            (
+                i["qemu"].as_str().unwrap().to_owned(),
+                i["id"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(cases, listed, "the same instances, in the same order");
 }
 
 /// The outcome a JUnit test case records, in the JSON report's words.
@@ -207,6 +258,7 @@ fn a_run_cut_short_still_writes_both_files() {
             started_at: script::started_at(),
             instances: 3,
             jobs: 1,
+            qemus: Vec::new(),
         },
         Event::ScenarioStarted {
             instance: instance.clone(),
@@ -254,12 +306,7 @@ fn a_clean_run_exits_zero() {
     let events = [
         Event::ScenarioFinished {
             instance,
-            result: ScenarioResult {
-                status: Status::Passed,
-                duration: std::time::Duration::ZERO,
-                steps: vec![],
-                failure: None,
-            },
+            result: ScenarioResult::new(Status::Passed, std::time::Duration::ZERO, vec![], None),
         },
         Event::RunFinished { summary },
     ];

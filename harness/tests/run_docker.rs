@@ -44,6 +44,10 @@ fn main() {
             "absent_foreign_images_are_named_not_pulled",
             absent_images_are_named,
         ),
+        (
+            "a_qemu_matrix_runs_each_qemu_after_its_baseline",
+            qemu_matrix,
+        ),
     ];
     #[cfg_attr(not(feature = "podman"), allow(unused_mut))]
     let mut trials: Vec<Trial> = trials
@@ -440,6 +444,175 @@ fn absent_images_are_named(context: &Path) -> Result<(), Failed> {
         format!("stdout:\n{stdout}"),
     )?;
     no_leftovers(&run_id)
+}
+
+/// `run --qemu` with two image versions of one repository: each QEMU's
+/// handlers are registered before its instances (which register nothing
+/// themselves), JUnit has one suite per QEMU, the JSON report says which
+/// QEMU ran each instance, `compare` finds no regression between the two,
+/// and the host's entries are as before. The repository is the test's own:
+/// two version tags of the suite's `latest` and `aarch64` images, removed
+/// at the end whatever happened.
+fn qemu_matrix(context: &Path) -> Result<(), Failed> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (each QEMU's baseline writes binfmt_misc)".into());
+    }
+    // The suite's images, built when absent (idempotent).
+    if !image_exists("qus/qemu-user-static:latest")?
+        || !image_exists("qus/qemu-user-static:aarch64")?
+    {
+        let out = Command::new(env!("CARGO_BIN_EXE_qus-harness"))
+            .args(["images", "build"])
+            .output()?;
+        expect_exit(&out, 0)?;
+    }
+    let repo = format!("qus-test/qemu-matrix-{}", std::process::id());
+    let tags: Vec<(String, String)> = ["7.2.0-1", "7.2.0-2"]
+        .iter()
+        .flat_map(|v| {
+            [
+                (
+                    "qus/qemu-user-static:latest".to_owned(),
+                    format!("{repo}:{v}"),
+                ),
+                (
+                    "qus/qemu-user-static:aarch64".to_owned(),
+                    format!("{repo}:aarch64-{v}"),
+                ),
+            ]
+        })
+        .collect();
+    let result = tags
+        .iter()
+        .try_for_each(|(from, to)| {
+            let out = Command::new("docker").args(["tag", from, to]).output()?;
+            expect_exit(&out, 0)
+        })
+        .and_then(|()| qemu_matrix_in(context, &repo));
+    for (_, tag) in &tags {
+        untag(tag)?;
+    }
+    result
+}
+
+/// A workload of one probe run, natively (this host's probe) and on
+/// aarch64, written for this host's architecture.
+fn workload_scenario(path: &Path) -> Result<(), Failed> {
+    let machine = qus_registrar::binfmt::HostFacts::read(None).machine;
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: qus/v1\nname: docker-workload\nruntimes: [docker]\n\
+             vars: {{ TOOL_CONTEXT: /nonexistent }}\n\
+             matrix:\n  arch:\n    - {{ name: native, target: {machine} }}\n    \
+             - {{ name: aarch64, target: aarch64 }}\n\
+             workload: {{ native: {{ arch: native }} }}\n\
+             steps:\n  - run: {{ image: \"qus-fixtures/probe:${{arch.target}}\" }}\n"
+        ),
+    )?;
+    Ok(())
+}
+
+fn qemu_matrix_in(context: &Path, repo: &str) -> Result<(), Failed> {
+    let binfmt = Binfmt::default();
+    let before = binfmt.snapshot()?;
+    let run_id = unique("qemu-matrix");
+    let junit = std::env::temp_dir().join(format!("{run_id}.xml"));
+    let json = std::env::temp_dir().join(format!("{run_id}.json"));
+    let workload = std::env::temp_dir().join(format!("{run_id}-workload.yaml"));
+    workload_scenario(&workload)?;
+    let out = harness(
+        context,
+        &run_id,
+        &["qemu-matrix.yaml", workload.to_str().unwrap()],
+        &[
+            "--qemu",
+            "7.2.0-1,7.2.0-2",
+            "--var",
+            &format!("QUS_REPO={repo}"),
+            "--junit",
+            junit.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    )
+    .output()?;
+    let xml = std::fs::read_to_string(&junit).unwrap_or_default();
+    let report = std::fs::read_to_string(&json).unwrap_or_default();
+    let _ = std::fs::remove_file(&junit);
+    let _ = std::fs::remove_file(&json);
+    let _ = std::fs::remove_file(&workload);
+    expect_exit(&out, 0)?;
+    let stdout = text(&out.stdout);
+    for version in ["7.2.0-1", "7.2.0-2"] {
+        check(
+            stdout.contains(&format!(
+                "qemu {version}: handlers registered (`docker run --privileged \
+                 {repo}:{version} --reset -p yes`"
+            )) && stdout.lines().any(|l| {
+                l.starts_with("PASS")
+                    && l.ends_with(&format!(
+                        "docker-qemu-matrix[arch=aarch64] (qemu {version})"
+                    ))
+            }),
+            format!("stdout:\n{stdout}"),
+        )?;
+        check(
+            xml.contains(&format!(
+                r#"<testsuite name="qus-docker (qemu {version})" tests="3""#
+            )),
+            format!("junit:\n{xml}"),
+        )?;
+        check(
+            stdout.contains(&format!("workloads (qemu {version}):")),
+            format!("no workload table in stdout:\n{stdout}"),
+        )?;
+    }
+    check(
+        stdout.contains("6 passed, 0 failed, 0 skipped"),
+        format!("stdout:\n{stdout}"),
+    )?;
+    let value: serde_json::Value = serde_json::from_str(&report)?;
+    let qemus = value["qemus"].as_array().cloned().unwrap_or_default();
+    check(
+        qemus.len() == 2 && qemus.iter().all(|q| q["debian_version"].is_string()),
+        format!("qemus: {qemus:?}"),
+    )?;
+    let debian = qemus[0]["debian_version"].as_str().unwrap_or_default();
+    let instances = value["instances"].as_array().cloned().unwrap_or_default();
+    // Each QEMU's emulated run has a slowdown against its native run.
+    let slowdowns = instances
+        .iter()
+        .filter(|i| i["id"] == "docker-workload[arch=aarch64]")
+        .filter(|i| i["workload"]["slowdown"].as_f64().is_some_and(|s| s > 0.0))
+        .count();
+    check(slowdowns == 2, format!("instances: {instances:#?}"))?;
+    for instance in instances {
+        let ran = &instance["qemu_ran"];
+        let line = ran["versions"][0].as_str().unwrap_or_default();
+        check(
+            line.starts_with("qemu-aarch64 version ")
+                && line.ends_with(&format!("(Debian {debian})"))
+                && ran["mismatch"].is_null(),
+            format!("qemu_ran of {}: {ran}", instance["qemu"]),
+        )?;
+    }
+    // The two QEMUs of one report, compared: nothing regressed.
+    let report_path = std::env::temp_dir().join(format!("{run_id}-compare.json"));
+    std::fs::write(&report_path, &report)?;
+    let out = Command::new(env!("CARGO_BIN_EXE_qus-harness"))
+        .arg("compare")
+        .args([&report_path, &report_path])
+        .args(["--base-qemu", "7.2.0-1", "--candidate-qemu", "7.2.0-2"])
+        .output()?;
+    let _ = std::fs::remove_file(&report_path);
+    expect_exit(&out, 0)?;
+    no_leftovers(&run_id)?;
+    let after = binfmt.snapshot()?;
+    check(
+        after.entries == before.entries,
+        "binfmt_misc entries differ after the QEMU matrix run",
+    )
 }
 
 /// Whether Podman answers (its CLI; the run itself talks to its socket).

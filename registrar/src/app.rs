@@ -42,22 +42,36 @@ pub struct Env<'a> {
     pub host: HostFacts,
     /// Answers what an interpreter file is ([`interpreter::facts`]).
     pub interpreter: &'a dyn Fn(&str) -> InterpreterFacts,
+    /// Runs a target's embedded probe ([`verify::execute_probe`]).
+    pub probe: &'a verify::ProbeRunner<'a>,
 }
 
-/// Runs the command on this host; returns the exit status.
+/// Runs the command on this host; returns the exit status. With
+/// `--private` it does not return when the command starts
+/// ([`private::run`](crate::private::run)); with `--wait` it returns when a
+/// signal stops it ([`daemon::run`](crate::daemon::run)).
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
+    if cli.private {
+        return crate::private::run(cli, err);
+    }
+    if cli.wait {
+        return crate::daemon::run(cli, out, err);
+    }
     let binfmt = Binfmt::new(&cli.mount);
     let env = Env {
         registry: &binfmt,
         host: HostFacts::read(cli.host_arch.as_deref()),
         interpreter: &interpreter::facts,
+        probe: &verify::execute_probe,
     };
     run_with(cli, &env, out, err)
 }
 
 /// Runs the command on `env`; returns the exit status. A reader that went
 /// away (`qus-register ... | head`) loses the rest of the report, never the
-/// errors on `err` nor the exit status.
+/// errors on `err` nor the exit status. `--private` and `--wait` are
+/// [`run`]'s: here they register once (see `private.rs` and
+/// [`daemon::run_with`](crate::daemon::run_with)).
 pub fn run_with(
     cli: &Cli,
     env: &Env<'_>,
@@ -76,7 +90,7 @@ pub fn run_with(
 
 /// Stdout that drops what it cannot write once the reader has gone
 /// (`EPIPE`), so the run goes on to its errors and its exit status.
-struct PipeTolerant<'a>(&'a mut dyn Write);
+pub(crate) struct PipeTolerant<'a>(pub(crate) &'a mut dyn Write);
 
 impl Write for PipeTolerant<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
@@ -135,6 +149,16 @@ fn resolve_list(
 }
 
 fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
+    if let Some(tool) = cli.compat {
+        // `Invocation::parse` takes it when it comes first.
+        return Err(UsageError {
+            option: "--compat",
+            value: format!("{tool:?}").to_lowercase(),
+            reason: "it must be the first argument: the rest of the command line is then \
+                     that tool's"
+                .into(),
+        });
+    }
     let explicit = cli
         .targets
         .as_deref()
@@ -177,6 +201,17 @@ fn resolve(cli: &Cli) -> Result<Mode, UsageError> {
     Ok(Mode::Register(explicit))
 }
 
+/// The registration `cli` asks for, `--targets` resolved: what `--wait`
+/// keeps registered.
+pub fn registration(cli: &Cli) -> Result<Request, UsageError> {
+    let explicit = cli
+        .targets
+        .as_deref()
+        .map(|t| resolve_list("--targets", t))
+        .transpose()?;
+    Ok(request(cli, explicit))
+}
+
 fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {
     Request {
         targets,
@@ -191,6 +226,7 @@ fn request(cli: &Cli, targets: Option<Vec<&'static Target>>) -> Request {
         reset: cli.reset,
         replace: cli.replace,
         force: cli.force,
+        private: cli.private,
     }
 }
 
@@ -204,7 +240,7 @@ fn execute(
     let (registry, host) = (env.registry, &env.host);
     match mode {
         Mode::Export(format, list) => export_files(cli, host, format, list, out, err),
-        Mode::Status => status::status(cli, registry, host, out, err),
+        Mode::Status => status::status(cli, registry, host, env.probe, out, err),
         Mode::Verify => {
             let Some(current) = open_registry(registry, false, err)? else {
                 return Ok(exit::FAILED);
@@ -217,7 +253,7 @@ fn execute(
             if names.is_empty() {
                 writeln!(out, "no qemu-* entry is registered")?;
             }
-            verify::report(registry, host, &names, out, err)
+            verify::report(registry, host, env.probe, &names, out, err)
         }
         Mode::Uninstall(list) => {
             let Some(current) = open_registry(registry, cli.dry_run, err)? else {
@@ -281,14 +317,14 @@ fn execute(
             if code != exit::OK || !cli.verify {
                 return Ok(code);
             }
-            verify::report(registry, host, &plan.wanted_targets(), out, err)
+            verify::report(registry, host, env.probe, &plan.wanted_targets(), out, err)
         }
     }
 }
 
 /// Makes sure binfmt_misc is mounted (unless only looking) and lists it.
 /// `None` after an error was printed.
-fn open_registry(
+pub(crate) fn open_registry(
     binfmt: &dyn Registry,
     dry_run: bool,
     err: &mut dyn Write,

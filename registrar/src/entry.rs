@@ -409,7 +409,7 @@ fn from_hex(field: &'static str, v: &str) -> Result<Vec<u8>, ParseEntryError> {
         field,
         value: v.to_owned(),
     };
-    if v.len() % 2 != 0 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !v.len().is_multiple_of(2) || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(invalid());
     }
     (0..v.len())

@@ -15,6 +15,10 @@
 //! - [`guard`]: detecting that the registrar itself runs under emulation;
 //! - [`interpreter`]: which interpreter file a target uses;
 //! - [`verify`]: embedded probes run through the registered handlers;
+//! - [`platform`]: the OCI platforms this host runs, as buildkit lists them;
+//! - [`compat`]: the tonistiigi/binfmt-compatible command (`binfmt`);
+//! - [`private`]: `--private`, a registry of one's own in a user namespace;
+//! - [`daemon`]: `--wait`, keeping the registration and a health file;
 //! - [`cli`]: the `qus-register` command line.
 #![warn(missing_docs)]
 
@@ -22,12 +26,16 @@ pub mod app;
 mod apply;
 pub mod binfmt;
 pub mod cli;
+pub mod compat;
+pub mod daemon;
 pub mod elf;
 pub mod entry;
 pub mod export;
 pub mod guard;
 pub mod interpreter;
 pub mod plan;
+pub mod platform;
+pub mod private;
 pub mod registry;
 pub mod status;
 pub mod targets;

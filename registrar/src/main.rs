@@ -3,20 +3,24 @@
 use std::io::{self, Write as _};
 use std::process::ExitCode;
 
-use clap::Parser as _;
-use qus_registrar::{app, cli};
+use qus_registrar::cli::{self, Invocation};
+use qus_registrar::{app, compat};
 
 fn main() -> ExitCode {
-    let cli = match cli::Cli::try_parse() {
-        Ok(cli) => cli,
+    let invocation = match Invocation::parse(std::env::args_os()) {
+        Ok(invocation) => invocation,
         Err(e) => {
             let _ = e.print();
-            // clap exits 0 for --help and --version, 2 for usage errors.
-            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(cli::exit::USAGE));
+            // 0 for --help and --version, 2 for usage errors.
+            return ExitCode::from(e.exit_code());
         }
     };
     let (stdout, stderr) = (io::stdout(), io::stderr());
-    match app::run(&cli, &mut stdout.lock(), &mut stderr.lock()) {
+    let ran = match &invocation {
+        Invocation::Register(cli) => app::run(cli, &mut stdout.lock(), &mut stderr.lock()),
+        Invocation::Binfmt(cli) => compat::run(cli, &mut stdout.lock(), &mut stderr.lock()),
+    };
+    match ran {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`qus-register --status | head`): the
         // registry work, if any, is complete; leave quietly.

@@ -41,6 +41,9 @@ pub struct Request {
     /// `--force`: allow what is refused by default (an explicit target of
     /// the host's family, a user namespace that is not the host's).
     pub force: bool,
+    /// `--private`: the registry is the private one `--private` mounted in
+    /// its own user namespace, so that namespace is expected.
+    pub private: bool,
 }
 
 /// Why a target is left alone.
@@ -288,7 +291,7 @@ pub fn plan(
     interpreter: &dyn Fn(&str) -> InterpreterFacts,
 ) -> Plan {
     let mut actions = Vec::new();
-    if !host.initial_user_namespace && !request.force {
+    if !host.initial_user_namespace && !request.force && !request.private {
         actions.push(Action::Refuse {
             target: "*",
             refusal: Refusal::PrivateUserNamespace,
@@ -488,6 +491,7 @@ mod tests {
             reset: false,
             replace: false,
             force: false,
+            private: false,
         }
     }
 
@@ -737,6 +741,17 @@ mod tests {
         r.force = true;
         assert!(plan(&r, &h, &[], &static_elf).is_applicable());
         assert!(!plan_uninstall(None, &h, false, &[]).is_applicable());
+        // `--private` made this namespace and its registry on purpose; it
+        // forces nothing else (the host family stays refused).
+        let mut r = request(false);
+        r.private = true;
+        assert!(plan(&r, &h, &[], &static_elf).is_applicable());
+        r.targets = Some(vec![targets::find("i386").unwrap()]);
+        assert!(
+            plan(&r, &h, &[], &static_elf)
+                .refusals()
+                .all(|(_, r)| matches!(r, Refusal::HostFamily { .. }))
+        );
     }
 
     #[test]

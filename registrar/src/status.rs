@@ -127,6 +127,7 @@ pub(crate) fn status(
     cli: &Cli,
     binfmt: &dyn Registry,
     host: &HostFacts,
+    run: &verify::ProbeRunner<'_>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> io::Result<u8> {
@@ -174,7 +175,7 @@ pub(crate) fn status(
             let Some(t) = e.entry.name.strip_prefix("qemu-").and_then(targets::find) else {
                 continue;
             };
-            match verify::verify(t.name, Some(&e.entry), &context) {
+            match verify::verify_with(t.name, Some(&e.entry), &context, run) {
                 verify::Verdict::Runnable => e.runnable = Some(true),
                 verify::Verdict::NotRunnable { cause } => {
                     writeln!(

@@ -19,7 +19,7 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,7 +266,17 @@ impl PrivateDir {
             std::process::id(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
-        fs::DirBuilder::new().mode(0o700).create(&path)?;
+        match fs::DirBuilder::new().mode(0o700).create(&path) {
+            // A `FROM scratch` image (the registrar images) has no `/tmp`:
+            // make it, as every system has it (mode 1777), and try again.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let tmp = std::env::temp_dir();
+                fs::DirBuilder::new().recursive(true).create(&tmp)?;
+                fs::set_permissions(&tmp, fs::Permissions::from_mode(0o1777))?;
+                fs::DirBuilder::new().mode(0o700).create(&path)?;
+            }
+            other => other?,
+        }
         Ok(Self(path))
     }
 }
@@ -402,16 +412,38 @@ impl Context {
     }
 }
 
+/// Runs a target's probe once and says what it gave: what [`verify_with`],
+/// `--status --verify`, the daemon's checks and the compat `supported` list
+/// execute. The real one is [`execute_probe`]; tests pass a stand-in that
+/// answers from an in-memory registry.
+pub type ProbeRunner<'a> = dyn Fn(&str) -> Result<ProbeOutput, ProbeError> + 'a;
+
+/// Runs `target`'s embedded probe once through the kernel, with nothing
+/// added to its environment: [`run_probe`] as a [`ProbeRunner`].
+pub fn execute_probe(target: &str) -> Result<ProbeOutput, ProbeError> {
+    run_probe(target, &[])
+}
+
 /// Verifies one target: `entry` is its `qemu-<target>` entry as read, if
 /// any. Runs the probe unless there is no entry or no probe.
 pub fn verify(target: &str, entry: Option<&Entry>, context: &Context) -> Verdict {
+    verify_with(target, entry, context, &execute_probe)
+}
+
+/// [`verify`] with the probe run by `run`.
+pub fn verify_with(
+    target: &str,
+    entry: Option<&Entry>,
+    context: &Context,
+    run: &ProbeRunner<'_>,
+) -> Verdict {
     let Some(entry) = entry else {
         return Verdict::NotRegistered;
     };
     let Some((_, expected)) = probe(target) else {
         return Verdict::NoProbe;
     };
-    judge(entry, expected, run_probe(target, &[]), context)
+    judge(entry, expected, run(target), context)
 }
 
 /// The verdict for an entry from one probe run. Pure, for tests.
@@ -502,6 +534,7 @@ pub fn judge(
 pub(crate) fn report(
     registry: &dyn crate::registry::Registry,
     host: &crate::binfmt::HostFacts,
+    run: &ProbeRunner<'_>,
     targets: &[&str],
     out: &mut dyn io::Write,
     err: &mut dyn io::Write,
@@ -519,7 +552,7 @@ pub(crate) fn report(
                 continue;
             }
         };
-        let verdict = verify(target, entry.as_ref(), &context);
+        let verdict = verify_with(target, entry.as_ref(), &context, run);
         match &verdict {
             Verdict::Runnable => lines.push(format!("runnable        {name}")),
             Verdict::NoProbe => lines.push(format!("not checked     {name}  (no probe for it)")),

@@ -78,8 +78,11 @@ fn help_documents_every_option() {
         "--force",
         "--verify",
         "--mount",
+        "--private",
+        "--compat",
         "QEMU_BIN_DIR",
         "Exit status",
+        "125",
     ] {
         assert!(help.contains(flag), "`{flag}` missing from --help");
     }
@@ -107,6 +110,10 @@ fn usage_errors_exit_2_and_name_the_option_and_value() {
         (&["--status", "--reset"], "--reset"),
         (&["--verify", "--dry-run"], "--dry-run"),
         (&["--verify", "--uninstall", "all"], "--uninstall"),
+        (&["--", "true"], "--private"),
+        (&["--private", "--status", "--", "true"], "--status"),
+        (&["--private", "--uninstall", "all"], "--uninstall"),
+        (&["--private", "--dry-run"], "--dry-run"),
     ] {
         qus(m.path())
             .args(args)

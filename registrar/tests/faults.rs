@@ -209,6 +209,7 @@ fn run(s: &Scenario, at: usize, fault: Fault, sticky: bool) -> Run {
         registry: &faulty,
         host: host(),
         interpreter: &static_interpreters,
+        probe: &qus_registrar::verify::execute_probe,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = app::run_with(&cli, &env, &mut out, &mut err).expect("writing to a Vec");
@@ -484,6 +485,7 @@ fn a_closed_stdout_loses_neither_the_errors_nor_the_exit_status() {
         registry: &model,
         host: host(),
         interpreter: &static_interpreters,
+        probe: &qus_registrar::verify::execute_probe,
     };
     let mut err = Vec::new();
     let code =
@@ -549,6 +551,7 @@ fn preserve_argv0_on_a_kernel_older_than_5_12_is_warned_about() {
                 ..host()
             },
             interpreter: &static_interpreters,
+            probe: &qus_registrar::verify::execute_probe,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(app::run_with(&cli, &env, &mut out, &mut err).unwrap(), 0);
@@ -588,6 +591,7 @@ fn under_emulation_the_real_hosts_family_is_refused_and_a_dry_run_says_so() {
             registry: &model,
             host: emulated_host.clone(),
             interpreter: &static_interpreters,
+            probe: &qus_registrar::verify::execute_probe,
         };
         let cli =
             Cli::try_parse_from(["qus-register", "-Q", "/usr/bin"].iter().chain(args)).unwrap();

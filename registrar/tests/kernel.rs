@@ -84,6 +84,46 @@ fn main() {
             "verify_reports_a_replaced_interpreter",
             verify_reports_a_replaced_interpreter,
         ),
+        (
+            "binfmt_action_sequence_without_reset",
+            binfmt_action_sequence_without_reset,
+        ),
+        (
+            "binfmt_action_sequence_with_reset",
+            binfmt_action_sequence_with_reset,
+        ),
+        (
+            "binfmt_missing_interpreter_stops_the_action",
+            binfmt_missing_interpreter_stops_the_action,
+        ),
+        (
+            "binfmt_supported_is_what_the_probes_run",
+            binfmt_supported_is_what_the_probes_run,
+        ),
+        (
+            "private_registry_as_root_leaves_the_host_alone",
+            private_registry_as_root_leaves_the_host_alone,
+        ),
+        (
+            "private_registry_as_nobody_leaves_the_host_alone",
+            private_registry_as_nobody_leaves_the_host_alone,
+        ),
+        (
+            "private_passes_on_the_commands_status",
+            private_passes_on_the_commands_status,
+        ),
+        (
+            "private_without_user_namespaces_says_why",
+            private_without_user_namespaces_says_why,
+        ),
+        (
+            "wait_repairs_and_uninstall_on_exit_restores",
+            wait_repairs_and_uninstall_on_exit_restores,
+        ),
+        (
+            "wait_through_a_bind_mounted_registry",
+            wait_through_a_bind_mounted_registry,
+        ),
     ];
     let trials = tests
         .iter()
@@ -560,6 +600,7 @@ fn an_interpreter_deleted_after_planning_is_rolled_back(b: &Binfmt) -> Result<()
         registry: b,
         host: HostFacts::read(None),
         interpreter: &|_: &str| InterpreterFacts::Elf { interp: None },
+        probe: &qus_registrar::verify::execute_probe,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = app::run_with(&cli, &env, &mut out, &mut err)?;
@@ -671,4 +712,608 @@ fn verify_reports_a_replaced_interpreter(_: &Binfmt) -> Result<(), Failed> {
         text(&out.stdout).contains("not runnable    qemu-aarch64"),
         format!("stdout:\n{}", text(&out.stdout)),
     )
+}
+
+// ---- the tonistiigi/binfmt-compatible command ------------------------------
+
+/// `qus-register` invoked as `binfmt` (a symlink), with `env` set and
+/// tonistiigi's variables otherwise cleared.
+fn binfmt(args: &[&str], env: &[(&str, &str)]) -> Result<Output, Failed> {
+    let dir = tempfile::tempdir()?;
+    let link = dir.path().join("binfmt");
+    std::os::unix::fs::symlink(assert_cmd::cargo::cargo_bin("qus-register"), &link)?;
+    let mut c = std::process::Command::new(&link);
+    for var in [
+        "QEMU_BINARY_PATH",
+        "QEMU_BINARY_PREFIX",
+        "QEMU_PRESERVE_ARGV0",
+        "QUS_BINFMT_FLAGS",
+        "QUS_BINFMT_MOUNT",
+        "HOST_ARCH",
+    ] {
+        c.env_remove(var);
+    }
+    Ok(c.args(args).envs(env.iter().copied()).output()?)
+}
+
+/// docker/setup-qemu-action's rule after each run: it throws, showing the
+/// last line of stderr, when stderr is non-empty and the status non-zero.
+fn action_error(out: &Output) -> Option<String> {
+    let stderr = text(&out.stderr);
+    (!stderr.is_empty() && out.status.code() != Some(0)).then(|| {
+        stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    })
+}
+
+/// The action's `JSON.parse(res.stdout.trim()).supported`.
+fn supported(out: &Output) -> Result<Vec<String>, Failed> {
+    let doc: serde_json::Value = serde_json::from_str(text(&out.stdout).trim())
+        .map_err(|e| format!("stdout is not JSON ({e}):\n{}", text(&out.stdout)))?;
+    Ok(doc["supported"]
+        .as_array()
+        .ok_or("no `supported` array")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect())
+}
+
+/// The action's four runs (`reset` adds `--uninstall qemu-*`); fails where
+/// the action would. Returns the no-argument run.
+fn action_sequence(reset: bool, platforms: &str) -> Result<Output, Failed> {
+    let mut steps: Vec<Vec<&str>> = vec![vec!["--version"]];
+    if reset {
+        steps.push(vec!["--uninstall", "qemu-*"]);
+    }
+    steps.push(vec!["--install", platforms]);
+    steps.push(vec![]);
+    let mut last = None;
+    for step in steps {
+        let out = binfmt(&step, &[])?;
+        if let Some(e) = action_error(&out) {
+            return Err(format!(
+                "the action stops at {step:?}: {e}\nstderr:\n{}",
+                text(&out.stderr)
+            )
+            .into());
+        }
+        expect_exit(&out, 0)?;
+        last = Some(out);
+    }
+    let last = last.ok_or("no step ran")?;
+    supported(&last)?;
+    Ok(last)
+}
+
+/// For each of buildkit's candidates, whether its probe runs now.
+fn probes_run() -> Vec<(&'static str, bool)> {
+    qus_registrar::platform::CANDIDATES
+        .iter()
+        .map(|&(arch, target)| {
+            let ran =
+                qus_registrar::verify::run_probe(target, &[]).is_ok_and(|o| o.code == Some(0));
+            (arch, ran)
+        })
+        .collect()
+}
+
+/// `supported` must list exactly the candidates whose probe runs, plus the
+/// native platform and its levels.
+fn check_supported_against_probes(list: &[String]) -> Result<(), Failed> {
+    check(
+        list.first().map(String::as_str) == Some("linux/amd64"),
+        format!("the native platform is not first: {list:?}"),
+    )?;
+    for (arch, ran) in probes_run() {
+        if arch == "amd64" {
+            continue;
+        }
+        let platform = if arch == "arm" {
+            "linux/arm/v7".to_owned()
+        } else {
+            format!("linux/{arch}")
+        };
+        check(
+            list.contains(&platform) == ran,
+            format!("`{platform}`: probe ran {ran}, supported {list:?}"),
+        )?;
+    }
+    Ok(())
+}
+
+fn binfmt_action_sequence_without_reset(b: &Binfmt) -> Result<(), Failed> {
+    // A host with an entry of its own (qus's default flags): the action
+    // without `reset` keeps it, as tonistiigi/binfmt does, and says so.
+    expect_exit(&register(&["--targets", "arm64", "-p", "yes"]), 0)?;
+    let kept = raw("qemu-aarch64");
+    let version = binfmt(&["--version"], &[])?;
+    expect_exit(&version, 0)?;
+    let line = text(&version.stdout);
+    check(
+        line.starts_with("binfmt/qus-")
+            && line
+                .split_once(" qemu/")
+                .is_some_and(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()))
+            && line.ends_with('\n'),
+        format!("--version printed {line:?}"),
+    )?;
+    let install = binfmt(&["--install", "all"], &[])?;
+    check(
+        action_error(&install).is_none(),
+        format!("stderr:\n{}", text(&install.stderr)),
+    )?;
+    check(
+        text(&install.stderr).contains("warning: `qemu-aarch64` is registered differently"),
+        format!("stderr:\n{}", text(&install.stderr)),
+    )?;
+    check(
+        raw("qemu-aarch64") == kept,
+        "a differing entry was replaced without reset",
+    )?;
+    let last = action_sequence(false, "all")?;
+    let entry = raw("qemu-riscv64").ok_or("qemu-riscv64 not registered")?;
+    check(
+        entry.contains("flags: OCF") && entry.contains("interpreter /usr/bin/qemu-riscv64-static"),
+        format!("qemu-riscv64:\n{entry}"),
+    )?;
+    let list = supported(&last)?;
+    check_supported_against_probes(&list)?;
+    for p in [
+        "linux/arm64",
+        "linux/riscv64",
+        "linux/s390x",
+        "linux/arm/v7",
+    ] {
+        check(
+            list.iter().any(|s| s == p),
+            format!("`{p}` not in {list:?}"),
+        )?;
+    }
+    // An arm64 binary runs.
+    let probe = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/probes/bin/aarch64");
+    let run = std::process::Command::new(&probe).output()?;
+    check(
+        text(&run.stdout) == "aarch64\n",
+        format!("the probe printed {:?}", text(&run.stdout)),
+    )?;
+    let _ = b;
+    Ok(())
+}
+
+fn binfmt_action_sequence_with_reset(b: &Binfmt) -> Result<(), Failed> {
+    register_foreign(b)?;
+    expect_exit(&register(&["--targets", "arm64,s390x", "-p", "yes"]), 0)?;
+    let last = action_sequence(true, "arm64,riscv64")?;
+    // Reset removed every qemu-* entry (s390x too), never the foreign one.
+    check(raw(FOREIGN).is_some(), "the reset removed a foreign entry")?;
+    check(raw("qemu-s390x").is_none(), "the reset kept qemu-s390x")?;
+    for name in ["qemu-aarch64", "qemu-riscv64"] {
+        let entry = raw(name).ok_or(format!("{name} not registered"))?;
+        check(entry.contains("flags: OCF"), format!("{name}:\n{entry}"))?;
+    }
+    let list = supported(&last)?;
+    check_supported_against_probes(&list)?;
+    check(
+        !list.iter().any(|p| p == "linux/s390x"),
+        format!("linux/s390x still listed: {list:?}"),
+    )?;
+    // `QEMU_PRESERVE_ARGV0` adds `P`, as in tonistiigi's image.
+    let out = binfmt(&["--uninstall", "qemu-*"], &[])?;
+    expect_exit(&out, 0)?;
+    let out = binfmt(&["--install", "arm64"], &[("QEMU_PRESERVE_ARGV0", "1")])?;
+    expect_exit(&out, 0)?;
+    let entry = raw("qemu-aarch64").ok_or("qemu-aarch64 not registered")?;
+    check(
+        entry.contains("flags: POCF"),
+        format!("qemu-aarch64:\n{entry}"),
+    )
+}
+
+fn binfmt_missing_interpreter_stops_the_action(b: &Binfmt) -> Result<(), Failed> {
+    let before = entries(b)?;
+    // No emulator at all (the `register` image): `all` has nothing.
+    let empty = tempfile::tempdir()?;
+    let path = empty.path().to_string_lossy().into_owned();
+    let out = binfmt(&["--install", "all"], &[("QEMU_BINARY_PATH", &path)])?;
+    let error = action_error(&out).ok_or("the action would go on")?;
+    check(
+        error.contains("no QEMU interpreter in") && error.contains(&path),
+        format!("last line: {error}"),
+    )?;
+    // One emulator missing of two named: refused whole.
+    fs::copy(
+        "/usr/bin/qemu-aarch64-static",
+        empty.path().join("qemu-aarch64-static"),
+    )?;
+    let out = binfmt(
+        &["--install", "arm64,riscv64"],
+        &[("QEMU_BINARY_PATH", &path)],
+    )?;
+    let error = action_error(&out).ok_or("the action would go on")?;
+    check(
+        error.contains("no interpreter for `riscv64`")
+            && error.contains(&format!("{path}/qemu-riscv64-static")),
+        format!("last line: {error}"),
+    )?;
+    // The status was still printed, and nothing changed.
+    supported(&out)?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("changed:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )
+}
+
+fn binfmt_supported_is_what_the_probes_run(_: &Binfmt) -> Result<(), Failed> {
+    let out = binfmt(&["--install", "arm64,riscv64,s390x"], &[])?;
+    expect_exit(&out, 0)?;
+    let list = supported(&binfmt(&[], &[])?)?;
+    check_supported_against_probes(&list)?;
+    check(
+        list.iter().any(|p| p == "linux/riscv64"),
+        format!("linux/riscv64 missing: {list:?}"),
+    )?;
+    let out = binfmt(&["--uninstall", "riscv64"], &[])?;
+    expect_exit(&out, 0)?;
+    let now = supported(&binfmt(&[], &[])?)?;
+    check_supported_against_probes(&now)?;
+    let mut expected = list.clone();
+    expected.retain(|p| p != "linux/riscv64");
+    check(
+        now == expected,
+        format!("after removing riscv64: {now:?}, expected {expected:?}"),
+    )
+}
+
+// ---- --private --------------------------------------------------------------
+
+/// Every file of the host's binfmt_misc, name and bytes: compared before
+/// and after a `--private` run, which must not change one byte.
+fn host_registry_bytes() -> Result<std::collections::BTreeMap<String, Vec<u8>>, Failed> {
+    let mut all = std::collections::BTreeMap::new();
+    for item in fs::read_dir(DEFAULT_MOUNT)? {
+        let item = item?;
+        // `register` is write-only.
+        if item.file_name() == "register" {
+            continue;
+        }
+        all.insert(
+            item.file_name().to_string_lossy().into_owned(),
+            fs::read(item.path())?,
+        );
+    }
+    Ok(all)
+}
+
+/// The registrar and the aarch64 and riscv64 probes copied into a
+/// directory anyone may read and enter (mode 755), for runs as `nobody`.
+fn world_readable_copies() -> Result<(tempfile::TempDir, std::path::PathBuf), Failed> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir()?;
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+    let probes = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/probes/bin");
+    for (from, to) in [
+        (assert_cmd::cargo::cargo_bin("qus-register"), "qus-register"),
+        (probes.join("aarch64"), "aarch64"),
+        (probes.join("riscv64"), "riscv64"),
+    ] {
+        let path = dir.path().join(to);
+        fs::copy(from, &path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    }
+    let bin = dir.path().to_owned();
+    Ok((dir, bin))
+}
+
+/// `qus-register --private --targets aarch64,riscv64 -p yes -- sh -c ...`
+/// running both probes, then the aarch64 one again in a nested user
+/// namespace; `prefix` runs it as another user.
+fn private_probes(prefix: &[&str]) -> Result<(), Failed> {
+    let (_dir, bin) = world_readable_copies()?;
+    let before = host_registry_bytes()?;
+    let script = format!(
+        "{b}/aarch64 && {b}/riscv64 && unshare -Ur {b}/aarch64",
+        b = bin.display()
+    );
+    let qus = bin.join("qus-register");
+    let mut argv: Vec<&std::ffi::OsStr> = prefix.iter().map(std::ffi::OsStr::new).collect();
+    argv.push(qus.as_os_str());
+    let rest = [
+        "--private",
+        "--targets",
+        "aarch64,riscv64",
+        "-p",
+        "yes",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ];
+    argv.extend(rest.iter().map(std::ffi::OsStr::new));
+    let out = std::process::Command::new(argv[0])
+        .args(&argv[1..])
+        .current_dir(&bin)
+        .output()?;
+    expect_exit(&out, 0)?;
+    check(
+        text(&out.stdout) == "aarch64\nriscv64\naarch64\n",
+        format!(
+            "stdout: {:?}\nstderr:\n{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        ),
+    )?;
+    check(
+        text(&out.stderr)
+            .contains("private binfmt_misc at `/proc/sys/fs/binfmt_misc`: 2 registered"),
+        format!("stderr:\n{}", text(&out.stderr)),
+    )?;
+    // The host has no qemu-aarch64 (the guard removed it): only the private
+    // registry ran the probes. Not one byte of the host's changed.
+    check(
+        raw("qemu-aarch64").is_none(),
+        "qemu-aarch64 appeared on the host",
+    )?;
+    let after = host_registry_bytes()?;
+    check(
+        after == before,
+        format!(
+            "the host's registry changed: before {:?}, after {:?}",
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>()
+        ),
+    )
+}
+
+fn private_registry_as_root_leaves_the_host_alone(_: &Binfmt) -> Result<(), Failed> {
+    private_probes(&[])
+}
+
+fn private_registry_as_nobody_leaves_the_host_alone(_: &Binfmt) -> Result<(), Failed> {
+    private_probes(&[
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+    ])
+}
+
+fn private_passes_on_the_commands_status(_: &Binfmt) -> Result<(), Failed> {
+    use std::os::unix::process::ExitStatusExt as _;
+    let before = host_registry_bytes()?;
+    let private = |command: &[&str]| {
+        let mut args = vec!["--private", "--targets", "aarch64", "--"];
+        args.extend_from_slice(command);
+        register(&args)
+    };
+    expect_exit(&private(&["sh", "-c", "exit 7"]), 7)?;
+    expect_exit(&private(&["/nonexistent/qus-command"]), 127)?;
+    expect_exit(&private(&["/"]), 126)?;
+    // The command replaced the registrar: a signal that kills it kills
+    // "the registrar".
+    let out = private(&["sh", "-c", "kill -TERM $$"]);
+    check(
+        out.status.signal() == Some(libc::SIGTERM),
+        format!("status {:?}", out.status),
+    )?;
+    // A registration that fails runs nothing: exit 125.
+    let dir = tempfile::tempdir()?;
+    let marker = dir.path().join("ran");
+    let out = register(&[
+        "--private",
+        "--targets",
+        "aarch64",
+        "-p",
+        "yes",
+        "-Q",
+        "/nonexistent",
+        "--",
+        "touch",
+        &marker.to_string_lossy(),
+    ]);
+    expect_exit(&out, 125)?;
+    check(
+        !marker.exists(),
+        "the command ran after a failed registration",
+    )?;
+    check(
+        text(&out.stderr).contains("`/nonexistent/qemu-aarch64-static` does not exist")
+            && text(&out.stderr).contains("was not run"),
+        format!("stderr:\n{}", text(&out.stderr)),
+    )?;
+    check(
+        host_registry_bytes()? == before,
+        "the host's registry changed",
+    )
+}
+
+fn private_without_user_namespaces_says_why(_: &Binfmt) -> Result<(), Failed> {
+    // Inside a user namespace whose limit on nested ones is 0, as on hosts
+    // that disable them with `user.max_user_namespaces=0`.
+    let qus = assert_cmd::cargo::cargo_bin("qus-register");
+    let out = std::process::Command::new("unshare")
+        .args(["-Ur", "sh", "-c"])
+        .arg(format!(
+            "echo 0 > /proc/sys/user/max_user_namespaces && exec {} --private -- true",
+            qus.display()
+        ))
+        .output()?;
+    expect_exit(&out, 125)?;
+    let stderr = text(&out.stderr);
+    check(
+        stderr.contains("cannot create a user namespace: user namespaces are disabled (`user.max_user_namespaces` is 0)")
+            && stderr.contains("hint: as root: `sysctl -w user.max_user_namespaces="),
+        format!("stderr:\n{stderr}"),
+    )
+}
+
+// ---- --wait -----------------------------------------------------------------
+
+/// A `--wait` daemon, killed (and reaped) if a test fails half-way.
+struct Daemon {
+    child: std::process::Child,
+    stderr: std::path::PathBuf,
+}
+
+impl Daemon {
+    /// Starts `program args` with stderr to a file in `dir`.
+    fn start(dir: &Path, program: &Path, args: &[&str]) -> Result<Self, Failed> {
+        let stderr = dir.join("daemon.stderr");
+        let child = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(fs::File::create(&stderr)?)
+            .spawn()?;
+        Ok(Self { child, stderr })
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// utime + stime of the daemon, in clock ticks (`/proc/<pid>/stat`).
+    fn cpu_ticks(&self) -> Result<u64, Failed> {
+        let stat = fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // Fields after the command name, which is in parentheses.
+        let after = stat.rsplit_once(')').ok_or("no `)` in stat")?.1;
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of stat: 12 and 13 here.
+        Ok(f.get(11).ok_or("short stat")?.parse::<u64>()?
+            + f.get(12).ok_or("short stat")?.parse::<u64>()?)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> Result<std::process::ExitStatus, Failed> {
+        let pid =
+            rustix::process::Pid::from_raw(i32::try_from(self.child.id())?).ok_or("no pid")?;
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)?;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                return Err("the daemon did not stop within 10 s of SIGTERM".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 20 ms for up to `limit`; the time it took.
+fn within(limit: std::time::Duration, cond: impl Fn() -> bool) -> Option<std::time::Duration> {
+    let started = std::time::Instant::now();
+    while started.elapsed() <= limit {
+        if cond() {
+            return Some(started.elapsed());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    None
+}
+
+fn wait_repairs_and_uninstall_on_exit_restores(b: &Binfmt) -> Result<(), Failed> {
+    use std::time::Duration;
+    // Someone else's entries: a foreign one, and an s390x entry identical to
+    // what the daemon asks for (it must survive `--uninstall-on-exit`).
+    register_foreign(b)?;
+    expect_exit(&register(&["--targets", "s390x", "-p", "yes"]), 0)?;
+    let before = entries(b)?;
+    let dir = tempfile::tempdir()?;
+    let health = dir.path().join("ready");
+    let daemon = Daemon::start(
+        dir.path(),
+        &assert_cmd::cargo::cargo_bin("qus-register"),
+        &[
+            "--targets",
+            "arm64,riscv64,s390x",
+            "-p",
+            "yes",
+            "--wait",
+            "--interval",
+            "1",
+            "--uninstall-on-exit",
+            "--health-file",
+            &health.to_string_lossy(),
+        ],
+    )?;
+    within(Duration::from_secs(10), || health.exists())
+        .ok_or_else(|| format!("no health file; log:\n{}", daemon.log()))?;
+    check(
+        fs::read_to_string(&health)? == "qemu-aarch64\nqemu-riscv64\nqemu-s390x\n",
+        "health file content",
+    )?;
+    // Flushed by hand: back within two intervals.
+    let registered = raw("qemu-aarch64");
+    b.remove("qemu-aarch64")?;
+    let took = within(Duration::from_secs(2), || raw("qemu-aarch64") == registered)
+        .ok_or_else(|| format!("not repaired within 2 s; log:\n{}", daemon.log()))?;
+    eprintln!("repaired in {took:?}");
+    check(
+        daemon
+            .log()
+            .contains("repairing `qemu-aarch64`: it had vanished"),
+        format!("log:\n{}", daemon.log()),
+    )?;
+    // Idle: a second of CPU ticks over five seconds would be a busy loop.
+    let t0 = daemon.cpu_ticks()?;
+    std::thread::sleep(Duration::from_secs(5));
+    let idle = daemon.cpu_ticks()? - t0;
+    eprintln!("idle CPU over 5 s at --interval 1: {idle} ticks");
+    check(idle <= 10, format!("{idle} ticks of CPU in 5 s idle"))?;
+    let log_before_stop = daemon.log();
+    let status = daemon.stop()?;
+    check(
+        status.code() == Some(0),
+        format!("exit {status:?}; log:\n{log_before_stop}"),
+    )?;
+    check(!health.exists(), "the health file outlived the daemon")?;
+    let after = entries(b)?;
+    check(
+        after == before,
+        format!("not as before the daemon:\nbefore: {before:#?}\nafter: {after:#?}"),
+    )
+}
+
+fn wait_through_a_bind_mounted_registry(b: &Binfmt) -> Result<(), Failed> {
+    use std::time::Duration;
+    // As in an unprivileged container given the host's binfmt_misc with
+    // `-v /proc/sys/fs/binfmt_misc:/binfmt`: the bind mount lives in a
+    // mount namespace of its own and goes with it.
+    let dir = tempfile::tempdir()?;
+    let binfmt_dir = dir.path().join("binfmt");
+    fs::create_dir(&binfmt_dir)?;
+    let qus = assert_cmd::cargo::cargo_bin("qus-register");
+    let script = format!(
+        "mount --bind {DEFAULT_MOUNT} {m} && exec {q} --mount {m} --targets riscv64 -p yes \
+         --wait --interval 1 --uninstall-on-exit",
+        m = binfmt_dir.display(),
+        q = qus.display()
+    );
+    let before = entries(b)?;
+    let daemon = Daemon::start(
+        dir.path(),
+        Path::new("unshare"),
+        &["-m", "--propagation", "private", "sh", "-c", &script],
+    )?;
+    within(Duration::from_secs(10), || raw("qemu-riscv64").is_some())
+        .ok_or_else(|| format!("not registered; log:\n{}", daemon.log()))?;
+    b.remove("qemu-riscv64")?;
+    within(Duration::from_secs(2), || raw("qemu-riscv64").is_some())
+        .ok_or_else(|| format!("not repaired within 2 s; log:\n{}", daemon.log()))?;
+    let status = daemon.stop()?;
+    check(status.code() == Some(0), format!("exit {status:?}"))?;
+    check(entries(b)? == before, "not as before the daemon")
 }

@@ -1,15 +1,20 @@
 //! [`build`]: the registrar images and release artifacts, from Debian's
-//! `qemu-user-static` package and a static `qus-register`.
+//! QEMU package (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1)
+//! and a static `qus-register`.
 //!
 //! The pipeline: check the options (no I/O) → fetch and unpack the package
-//! → compile or take the registrar, and check it → hash every input →
-//! build `register`, `latest` and one image per emulator (`jobs` at a
-//! time, skipping those whose recipe is already built) while the artifacts
-//! are written (the engine and the CPU work in parallel). Every temporary
-//! file lives in one work directory removed at the end; every image is
-//! built under a scratch tag and only then given its names (see
-//! `engine.rs`). The tag scheme is in `tags.rs`, the version rule in
-//! [`image_version`](super::image_version).
+//! (`fetch.rs`, `deb.rs`; a transitional `qemu-user-static` is resolved to
+//! its `qemu-user`) → check every emulator is static and for this host
+//! (`emulator.rs`) → compile or take the registrar, and check it → hash
+//! every input → build `register`, `latest` and one image per emulator
+//! (`jobs` at a time, skipping those whose recipe is already built) while
+//! the artifacts are written (the engine and the CPU work in parallel).
+//! Unversioned tags (`latest`, `<to>`, `<from>-<to>`) are moved only when
+//! the image they name is not of a newer QEMU version, so several versions
+//! live side by side in one repository (`tags.rs`). Every temporary file
+//! lives in one work directory removed at the end; every image is built
+//! under a scratch tag and only then given its names (see `engine.rs`).
+//! The version rule is in [`image_version`](super::image_version).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,20 +27,28 @@ use qus_registrar::targets;
 
 use super::artifacts::{self, ArtifactInput};
 use super::containerfile;
-use super::deb::{self, DebSource, Emulator};
+use super::deb::{self, DebSource, Emulator, Layout, QEMU_USER};
+use super::emulator::{self, Origin};
 use super::engine::{BuiltImage, Engine, ImageEngine};
 use super::error::ImageBuildError;
+use super::fetch::Fetcher;
 use super::labels::{
     LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
     LABEL_REVISION, LABEL_SOURCE, LABEL_TITLE, LABEL_VERSION, QEMU_LICENSE, QUS_LICENSE,
     SOURCE_URL, build_time, rfc3339,
 };
+use super::paths::default_cache_dir;
 use super::progress::{Progress, Step, StepOutcome, StepTimer};
 use super::recipe::{Recipe, sha256_file};
 use super::registrar::{self, Registrar, RegistrarSource};
 use super::session;
-use super::tags::{latest_tags, register_tags, target_tags, validate_repo, validate_tag};
+use super::suite::Suite;
+use super::tags::{
+    is_versioned, latest_tags, register_tags, stays_on_newer, target_tags, validate_repo,
+    validate_tag,
+};
 use super::tool::{GIT, Invocation};
+use super::version::{ImageVersion, QemuVersion, Selector, image_version};
 use super::workdir::WorkDir;
 use crate::runtime::{BuildSpec, ContextFile};
 
@@ -57,8 +70,11 @@ const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 pub struct BuildOptions {
     /// Repository of every tag (`qus/qemu-user-static`).
     pub repo: String,
-    /// The `qemu-user-static` package.
+    /// The QEMU package: a file, or APT (the host's, or Debian's suites).
     pub deb: DebSource,
+    /// The cache directory: suites' private APT directories live in its
+    /// `apt/` (default `$QUS_CACHE_DIR`, else `/var/cache/qus`).
+    pub cache_dir: PathBuf,
     /// The registrar binary.
     pub registrar: RegistrarSource,
     /// qus's release number of this QEMU version: the `1` of `7.2.0-1`.
@@ -88,6 +104,7 @@ impl Default for BuildOptions {
         Self {
             repo: DEFAULT_REPO.to_owned(),
             deb: DebSource::default(),
+            cache_dir: default_cache_dir(),
             registrar: RegistrarSource::default(),
             release: 1,
             output_dir: None,
@@ -104,9 +121,19 @@ impl Default for BuildOptions {
 /// What [`build`] made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildReport {
-    /// Debian's version of the package (`1:7.2+dfsg-7+deb12u18`).
+    /// The package the emulators came from: `qemu-user-static` (QEMU up to
+    /// 9.0) or `qemu-user` (from 9.1, also when a transitional
+    /// `qemu-user-static` was given or found).
+    pub package: String,
+    /// The Debian suite that package was fetched from; `None` for a file
+    /// given as is and for the host's APT sources.
+    pub suite: Option<Suite>,
+    /// Debian's version of that package (`1:11.1.3+ds-1`); the images'
+    /// `io.qus.qemu-version` label.
+    pub debian_version: String,
+    /// QEMU's version (`11.1.3`).
     pub qemu_version: String,
-    /// The image version in tags (`7.2.0-1`).
+    /// The image version in tags (`11.1.3-1`).
     pub version: String,
     /// The host architecture: `<from>` in tags (`x86_64`).
     pub host_arch: String,
@@ -121,6 +148,10 @@ pub struct BuildReport {
     pub images: Vec<BuiltImage>,
     /// The artifacts, `SHA256SUMS` last; empty without an output directory.
     pub artifacts: Vec<PathBuf>,
+    /// Unversioned tags (`latest`, `<to>`, `<from>-<to>`) left on an image
+    /// of a newer version, with that version (`("r:latest", "11.1.3-1")`),
+    /// sorted.
+    pub kept_newer: Vec<(String, String)>,
 }
 
 /// Builds the registrar images (and artifacts) as `options` say.
@@ -152,6 +183,9 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
         reason,
     };
     validate_repo(&options.repo).map_err(|r| invalid("repository name", &options.repo, r))?;
+    if let RegistrarSource::Cross { machine } = &options.registrar {
+        return Err(registrar::not_for_images(machine));
+    }
     if options.release == 0 {
         return Err(invalid("release", "0", "releases start at 1".into()));
     }
@@ -164,19 +198,10 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
     }
     if let DebSource::Apt {
         version: Some(version),
+        ..
     } = &options.deb
     {
-        let valid = !version.is_empty()
-            && version
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || ".+-~:".contains(c));
-        if !valid {
-            return Err(invalid(
-                "QEMU package version",
-                version,
-                "a Debian version holds only letters, digits and `.+-~:`".into(),
-            ));
-        }
+        Selector::parse(version).map_err(|reason| invalid("QEMU version", version, reason))?;
     }
     Ok(())
 }
@@ -190,26 +215,61 @@ async fn build_all(
     let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent, "qus-images")?;
 
-    let deb_path = match &options.deb {
-        DebSource::File(path) => path.clone(),
-        DebSource::Apt { version } => {
-            let timer = StepTimer::start(
-                progress,
-                Step::FetchDeb {
-                    version: version.clone(),
-                },
-            );
-            timer.done(deb::download(version.as_deref(), work.path()).await)?
-        }
-    };
-    let timer = StepTimer::start(
-        progress,
-        Step::UnpackDeb {
-            path: deb_path.clone(),
-        },
+    let uses_suites = matches!(
+        options.deb,
+        DebSource::Apt {
+            version: Some(_),
+            ..
+        } | DebSource::Apt { suite: Some(_), .. }
     );
-    let unpacked = timer.done(unpack_for_host(&deb_path, work.path(), &machine).await)?;
-    let version = deb::image_version(&unpacked.version, options.release)?;
+    let arch = match deb::debian_arch(&machine) {
+        Some(arch) => arch,
+        None if uses_suites => {
+            return Err(ImageBuildError::InvalidOption {
+                what: "QEMU source",
+                value: format!("Debian's suites on `{machine}`"),
+                reason:
+                    "Debian ships no static QEMU for this CPU; pass a package with `--deb PATH`"
+                        .to_owned(),
+            });
+        }
+        None => "",
+    };
+    let fetcher = Fetcher {
+        cache_dir: &options.cache_dir,
+        arch,
+        work: work.path(),
+        root: Path::new("/"),
+        progress,
+    };
+    let mut fetched = fetcher.fetch(&options.deb).await?;
+    let mut unpacked =
+        unpack_step(&fetched.deb, &work.path().join("deb"), &machine, progress).await?;
+    if unpacked.layout == Layout::Transitional {
+        let transitional = unpacked;
+        fetched = fetcher
+            .qemu_user_for(&options.deb, &transitional.version)
+            .await?;
+        unpacked = unpack_step(
+            &fetched.deb,
+            &work.path().join("deb-qemu-user"),
+            &machine,
+            progress,
+        )
+        .await?;
+        if unpacked.layout != Layout::QemuUser || unpacked.version != transitional.version {
+            return Err(ImageBuildError::InvalidDeb {
+                path: fetched.deb.clone(),
+                reason: format!(
+                    "expected `{QEMU_USER}` {} with static `usr/bin/qemu-<cpu>`, found `{}` {}",
+                    transitional.version, unpacked.package, unpacked.version
+                ),
+            });
+        }
+    }
+    check_emulators(&unpacked, &fetched.deb, &machine, progress).await?;
+    let qemu = QemuVersion::from_debian(&unpacked.version)?;
+    let version = image_version(&unpacked.version, options.release)?;
     validate_tag(&version).map_err(|reason| ImageBuildError::Version {
         version: unpacked.version.clone(),
         reason,
@@ -236,10 +296,12 @@ async fn build_all(
         Some(revision) => revision.clone(),
         None => source_revision(&options.registrar).await,
     };
+    let building: ImageVersion = version.parse()?;
     let plan = Plan {
         repo: &options.repo,
         machine: &machine,
         version: &version,
+        package: &unpacked.package,
         qemu_version: &unpacked.version,
         registrar: &registrar,
         hashes: &hashes,
@@ -256,17 +318,29 @@ async fn build_all(
     let images = futures_util::stream::iter(jobs)
         .map(|job| {
             let engine = Arc::clone(&engine);
+            let version = &version;
             async move {
-                let ImageJob { tags, recipe, spec } = job;
-                engine
+                let ImageJob {
+                    tags,
+                    recipe,
+                    spec,
+                    versioned,
+                } = job;
+                let (tags, kept) = if versioned {
+                    keep_newer_tags(&engine, tags, version, &building).await?
+                } else {
+                    (tags, Vec::new())
+                };
+                let image = engine
                     .ensure(&tags, &recipe, options.force, progress, || async {
                         spec.into_spec().await
                     })
-                    .await
+                    .await?;
+                Ok::<_, ImageBuildError>((image, kept))
             }
         })
         .buffered(options.jobs)
-        .try_collect::<Vec<BuiltImage>>();
+        .try_collect::<Vec<(BuiltImage, Vec<(String, String)>)>>();
     let artifacts = async {
         match &options.output_dir {
             Some(dir) => write_artifacts(dir, &plan, &own_images, options.jobs, progress).await,
@@ -274,8 +348,14 @@ async fn build_all(
         }
     };
     let (images, artifacts) = tokio::try_join!(images, artifacts)?;
+    let (images, kept): (Vec<BuiltImage>, Vec<Vec<(String, String)>>) = images.into_iter().unzip();
+    let mut kept_newer: Vec<(String, String)> = kept.into_iter().flatten().collect();
+    kept_newer.sort();
     Ok(BuildReport {
-        qemu_version: unpacked.version.clone(),
+        package: unpacked.package.clone(),
+        suite: fetched.suite,
+        debian_version: unpacked.version.clone(),
+        qemu_version: qemu.to_string(),
         version,
         host_arch: machine.clone(),
         registrar_version: registrar.version.clone(),
@@ -283,26 +363,105 @@ async fn build_all(
         target_emulators: own_images.iter().map(|e| e.name.clone()).collect(),
         images,
         artifacts,
+        kept_newer,
     })
 }
 
-/// Unpacks the package and checks it is built for this host.
+/// `tags` without the unversioned ones whose image is of a newer version
+/// than `building`, and those left out with that version. A tag is
+/// versioned when it names `version` (`<version>`, `...-<version>`).
+async fn keep_newer_tags(
+    engine: &Engine,
+    tags: Vec<String>,
+    version: &str,
+    building: &ImageVersion,
+) -> Result<(Vec<String>, Vec<(String, String)>), ImageBuildError> {
+    let mut moved = Vec::with_capacity(tags.len());
+    let mut kept = Vec::new();
+    for tag in tags {
+        if is_versioned(&tag, version) {
+            moved.push(tag);
+            continue;
+        }
+        let current = engine.inspect(&tag).await?.and_then(|info| info.version);
+        match current {
+            Some(newer) if stays_on_newer(Some(&newer), building) => kept.push((tag, newer)),
+            _ => moved.push(tag),
+        }
+    }
+    Ok((moved, kept))
+}
+
+/// Unpacks the package as one step and checks it is built for this host.
+async fn unpack_step(
+    deb_path: &Path,
+    dir: &Path,
+    machine: &str,
+    progress: &dyn Progress,
+) -> Result<deb::Unpacked, ImageBuildError> {
+    let timer = StepTimer::start(
+        progress,
+        Step::UnpackDeb {
+            path: deb_path.to_owned(),
+        },
+    );
+    timer.done(unpack_for_host(deb_path, dir, machine).await)
+}
+
+/// Checks, as one step, that every emulator is static and for this host.
+async fn check_emulators(
+    unpacked: &deb::Unpacked,
+    deb_path: &Path,
+    machine: &str,
+    progress: &dyn Progress,
+) -> Result<(), ImageBuildError> {
+    let timer = StepTimer::start(
+        progress,
+        Step::CheckEmulators {
+            package: unpacked.package.clone(),
+            count: unpacked.emulators.len(),
+        },
+    );
+    let (emulators, machine) = (unpacked.emulators.clone(), machine.to_owned());
+    let (deb, package, version) = (
+        deb_path.to_owned(),
+        unpacked.package.clone(),
+        unpacked.version.clone(),
+    );
+    let result = tokio::task::spawn_blocking(move || {
+        let origin = Origin {
+            deb: &deb,
+            package: &package,
+            version: &version,
+        };
+        emulator::check_all(&emulators, &machine, origin)
+    })
+    .await
+    .map_err(|join| ImageBuildError::Spawn {
+        program: "the emulator check".to_owned(),
+        source: std::io::Error::other(join),
+    })
+    .and_then(|r| r);
+    timer.done(result)
+}
+
+/// Unpacks the package into `dir` and checks it is built for this host.
 async fn unpack_for_host(
     deb_path: &Path,
-    work: &Path,
+    dir: &Path,
     machine: &str,
 ) -> Result<deb::Unpacked, ImageBuildError> {
-    let unpacked = deb::unpack(deb_path, &work.join("deb")).await?;
-    if let Some(host) = deb::debian_arch(machine) {
-        if unpacked.architecture != host {
-            return Err(ImageBuildError::InvalidDeb {
-                path: deb_path.to_owned(),
-                reason: format!(
-                    "it is built for `{}` and this host is `{host}`: its emulators would not run here",
-                    unpacked.architecture
-                ),
-            });
-        }
+    let unpacked = deb::unpack(deb_path, dir).await?;
+    if let Some(host) = deb::debian_arch(machine)
+        && unpacked.architecture != host
+    {
+        return Err(ImageBuildError::InvalidDeb {
+            path: deb_path.to_owned(),
+            reason: format!(
+                "it is built for `{}` and this host is `{host}`: its emulators would not run here",
+                unpacked.architecture
+            ),
+        });
     }
     Ok(unpacked)
 }
@@ -315,6 +474,7 @@ async fn obtain_registrar(
 ) -> Result<Registrar, ImageBuildError> {
     let path = match source {
         RegistrarSource::File(path) => path.clone(),
+        RegistrarSource::Cross { machine } => return Err(registrar::not_for_images(machine)),
         RegistrarSource::Workspace(workspace) => {
             let timer = StepTimer::start(
                 progress,
@@ -458,6 +618,9 @@ struct Plan<'a> {
     repo: &'a str,
     machine: &'a str,
     version: &'a str,
+    /// The package the emulators came from (`qemu-user`).
+    package: &'a str,
+    /// Debian's version of it.
     qemu_version: &'a str,
     registrar: &'a Registrar,
     hashes: &'a BTreeMap<String, String>,
@@ -470,6 +633,10 @@ struct ImageJob {
     tags: Vec<String>,
     recipe: String,
     spec: PendingSpec,
+    /// Whether the image is of this build's version, so that its
+    /// unversioned tags stay on an image of a newer version (`latest` and
+    /// per-emulator images; not `register`).
+    versioned: bool,
 }
 
 /// A build spec whose large inputs are read only when the image is built.
@@ -562,6 +729,10 @@ impl Plan<'_> {
             "qus-register, the binfmt_misc registrar of qus, alone: registers the host's /usr/bin/qemu-*-static",
             QUS_LICENSE,
         );
+        // It holds no QEMU: its version is the registrar's, so that builds
+        // of several QEMU versions into one repository leave it alone.
+        labels.remove(LABEL_QEMU_VERSION);
+        labels.insert(LABEL_VERSION.to_owned(), self.registrar.version.clone());
         labels.insert(
             LABEL_REGISTRAR_VERSION.to_owned(),
             self.registrar.version.clone(),
@@ -578,6 +749,7 @@ impl Plan<'_> {
             tags: register_tags(self.repo),
             recipe,
             spec: PendingSpec::Ready(spec),
+            versioned: false,
         })
     }
 
@@ -592,8 +764,9 @@ impl Plan<'_> {
         let mut labels = self.content_labels(
             "qemu-user-static",
             &format!(
-                "qus-register with the QEMU user-mode emulators of Debian's qemu-user-static {} \
+                "qus-register with the QEMU user-mode emulators of Debian's {} {} \
                  for {} foreign targets; run with --reset -p yes",
+                self.package,
                 self.qemu_version,
                 emulators.len()
             ),
@@ -621,6 +794,7 @@ impl Plan<'_> {
             tags: latest_tags(self.repo, self.version),
             recipe,
             spec: PendingSpec::Ready(spec),
+            versioned: true,
         })
     }
 
@@ -629,9 +803,10 @@ impl Plan<'_> {
         let labels = self.content_labels(
             &emulator.file_name(),
             &format!(
-                "QEMU user-mode emulator for {} from Debian's qemu-user-static {}, alone, \
+                "QEMU user-mode emulator for {} from Debian's {} {}, alone, \
                  as /usr/bin/{}",
                 emulator.name,
+                self.package,
                 self.qemu_version,
                 emulator.file_name()
             ),
@@ -655,6 +830,7 @@ impl Plan<'_> {
                 file_name: emulator.file_name(),
                 path: emulator.path.clone(),
             },
+            versioned: true,
         }
     }
 }
@@ -715,16 +891,58 @@ mod tests {
         let bad_version = BuildOptions {
             deb: DebSource::Apt {
                 version: Some("7.2; rm -rf /".into()),
+                suite: None,
             },
             ..BuildOptions::default()
         };
         assert!(validate(&bad_version).unwrap_err().is_usage());
+        for good in ["11.1", "7.2.0", "1:10.0.2+ds-1~bpo12+1"] {
+            let options = BuildOptions {
+                deb: DebSource::Apt {
+                    version: Some(good.into()),
+                    suite: Some(Suite::Sid),
+                },
+                ..BuildOptions::default()
+            };
+            assert!(validate(&options).is_ok(), "{good}");
+        }
         let no_jobs = BuildOptions {
             jobs: 0,
             ..BuildOptions::default()
         };
         assert!(validate(&no_jobs).unwrap_err().is_usage());
         assert!(validate(&BuildOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn a_package_for_another_architecture_is_refused() {
+        use crate::images::testdeb::{FakeDeb, elf_static};
+        let deb = FakeDeb::new("qemu-user", "1:11.1.3+ds-1")
+            .architecture("arm64")
+            .file("usr/bin/qemu-x86_64", &elf_static(183))
+            .build();
+        let work = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let err = runtime
+            .block_on(unpack_for_host(&deb.path, work.path(), "x86_64"))
+            .unwrap_err();
+        assert!(
+            err.to_string().ends_with(
+                "it is built for `arm64` and this host is `amd64`: its emulators would not run here"
+            ),
+            "{err}"
+        );
+        let unpacked = runtime
+            .block_on(unpack_for_host(
+                &deb.path,
+                &work.path().join("2"),
+                "aarch64",
+            ))
+            .unwrap();
+        assert_eq!(unpacked.emulators.len(), 1);
     }
 
     #[test]
@@ -735,6 +953,7 @@ mod tests {
         let emulator = Emulator {
             name: "aarch64".into(),
             path: emulator_path,
+            package_path: "usr/bin/qemu-aarch64".into(),
         };
         let registrar = Registrar {
             bytes: b"reg".to_vec(),

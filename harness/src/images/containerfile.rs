@@ -15,6 +15,10 @@ pub(crate) const TARGET: &str = include_str!("../../../images/target.Containerfi
 /// `qus-fixtures/probe:<target>`.
 pub(crate) const PROBE: &str = include_str!("../../../images/probe.Containerfile");
 
+/// `qus-builders/rust-cross:<suite>-<arch>`: the one image that runs
+/// commands while it is built (`apt-get`), and is never shipped.
+pub(crate) const RUST_CROSS: &str = include_str!("../../../images/rust-cross.Containerfile");
+
 #[cfg(test)]
 mod tests {
     use super::*;

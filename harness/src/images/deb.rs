@@ -1,62 +1,110 @@
-//! Debian's `qemu-user-static` package: fetching it, reading its version,
-//! unpacking its emulators, and the image version derived from it.
+//! Debian's QEMU packages: where they come from ([`DebSource`]), reading
+//! their control fields, unpacking them and telling their layout apart.
 //!
-//! The main items are [`DebSource`] (a file, or `apt-get download`),
-//! [`Unpacked`] (the version and the `usr/bin/qemu-*-static` files) and
-//! [`image_version`] (`1:7.2+dfsg-7+deb12u18` → `7.2.0-1`). The package is
-//! read with `dpkg-deb`, the same tool the original pipeline used; nothing
-//! here installs anything on the host.
+//! Debian has shipped the static user-mode emulators in two ways
+//! ([`Layout`]):
+//!
+//! - up to QEMU 9.0, the package `qemu-user-static` holds
+//!   `usr/bin/qemu-<cpu>-static`;
+//! - from QEMU 9.1, the package `qemu-user` holds them as
+//!   `usr/bin/qemu-<cpu>` (static-pie), and `qemu-user-static` is a
+//!   transitional package of symlinks to them that depends on `qemu-user`.
+//!
+//! [`unpack`] reads a `.deb` with `dpkg-deb` (the tool the original
+//! pipeline used), unpacks it and lists its emulators; whatever the layout,
+//! an [`Emulator`] goes into the images as `/usr/bin/qemu-<cpu>-static`.
+//! Nothing here installs anything on the host; fetching is `apt.rs`'s and
+//! the static-linking check `emulator.rs`'s.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ImageBuildError;
-use super::tool::{APT_GET, DPKG_DEB, Invocation};
+use super::suite::Suite;
+use super::tool::{DPKG_DEB, Invocation};
+use super::version::QemuVersion;
 
-/// The package that ships the static emulators.
-pub(crate) const PACKAGE: &str = "qemu-user-static";
+/// The package of static emulators up to QEMU 9.0, transitional after.
+pub(crate) const QEMU_USER_STATIC: &str = "qemu-user-static";
 
-/// Where the package keeps them.
+/// The package of static emulators from QEMU 9.1 (dynamic before).
+pub(crate) const QEMU_USER: &str = "qemu-user";
+
+/// Where the packages keep the emulators.
 const BIN_DIR: &str = "usr/bin";
 
-/// Bound on `apt-get download` (about 70 MB).
-const DOWNLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+/// What a usable package is, for errors.
+pub(crate) const EXPECTED_PACKAGES: &str = "expected Debian's `qemu-user-static` up to QEMU 9.0 \
+    (`usr/bin/qemu-<cpu>-static`), `qemu-user` from QEMU 9.1 (static `usr/bin/qemu-<cpu>`), \
+    or the transitional `qemu-user-static` from QEMU 9.1 (symlinks, resolved to its `qemu-user`)";
 
 /// Bound on unpacking (about 370 MB).
 const UNPACK_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Where the `.deb` comes from.
+/// Where the QEMU package comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DebSource {
-    /// A package file already on disk (`--deb PATH`).
+    /// A package file already on disk (`--deb PATH`): `qemu-user-static`
+    /// or `qemu-user`, of any layout. A transitional `qemu-user-static` is
+    /// resolved to the `qemu-user` of its version, fetched from the first
+    /// suite of [`Suite::ALL`] that offers it.
     File(PathBuf),
-    /// `apt-get download qemu-user-static[=<version>]` from the host's
-    /// configured archive (`--qemu-version V`); `None` takes the candidate
-    /// version.
+    /// Downloaded with APT.
+    ///
+    /// With neither field, `apt-get download qemu-user-static` from the
+    /// host's own APT configuration, as the original pipeline did (a
+    /// transitional package is resolved to `qemu-user` of its version,
+    /// from the host's APT too). With either, from Debian's suites through
+    /// a private APT directory under the cache directory: `suite` alone
+    /// takes that suite's newest QEMU, `version` alone searches every
+    /// suite (see `images/README.md` for the rules).
     Apt {
-        /// The Debian version to fetch (`1:7.2+dfsg-7+deb12u18`).
+        /// What `--qemu-version` selects: a QEMU version or prefix of it
+        /// (`11.1`, `7.2`, `11.1.3`) or a full Debian version
+        /// (`1:10.0.2+ds-1~bpo12+1`).
         version: Option<String>,
+        /// The one suite to fetch from (`--suite`).
+        suite: Option<Suite>,
     },
 }
 
 impl Default for DebSource {
+    /// `qemu-user-static` from the host's APT configuration.
     fn default() -> Self {
-        DebSource::Apt { version: None }
+        DebSource::Apt {
+            version: None,
+            suite: None,
+        }
     }
+}
+
+/// How a package holds its emulators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// `qemu-user-static` up to QEMU 9.0: `usr/bin/qemu-<cpu>-static`.
+    StaticSuffix,
+    /// `qemu-user` from QEMU 9.1: `usr/bin/qemu-<cpu>`.
+    QemuUser,
+    /// `qemu-user-static` from QEMU 9.1: symlinks into `qemu-user`, on
+    /// which it depends; holds no emulator.
+    Transitional,
 }
 
 /// One emulator unpacked from the package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Emulator {
-    /// The QEMU target name in the file name (`aarch64` of
-    /// `qemu-aarch64-static`).
+    /// The QEMU target name (`aarch64` of `qemu-aarch64-static` or
+    /// `qemu-aarch64`).
     pub(crate) name: String,
     /// The unpacked file.
     pub(crate) path: PathBuf,
+    /// Its path in the package (`usr/bin/qemu-aarch64`), for messages.
+    pub(crate) package_path: String,
 }
 
 impl Emulator {
-    /// `qemu-<name>-static`.
+    /// `qemu-<name>-static`: its name in the images and artifacts, whatever
+    /// the package calls it.
     pub(crate) fn file_name(&self) -> String {
         format!("qemu-{}-static", self.name)
     }
@@ -65,16 +113,20 @@ impl Emulator {
 /// What the package holds that the images need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Unpacked {
+    /// `qemu-user-static` or `qemu-user`.
+    pub(crate) package: String,
     /// Debian's full version (`1:7.2+dfsg-7+deb12u18+b3`).
     pub(crate) version: String,
     /// Debian's architecture of the package (`amd64`).
     pub(crate) architecture: String,
-    /// Every `usr/bin/qemu-*-static`, sorted by name.
+    /// How it holds its emulators.
+    pub(crate) layout: Layout,
+    /// Every emulator, sorted by name; empty for [`Layout::Transitional`].
     pub(crate) emulators: Vec<Emulator>,
 }
 
 /// Debian's name for the architecture `uname -m` calls `machine`, for the
-/// CPUs Debian ships `qemu-user-static` on; `None` for others.
+/// CPUs Debian ships QEMU's static emulators on; `None` for others.
 pub(crate) fn debian_arch(machine: &str) -> Option<&'static str> {
     Some(match machine {
         "x86_64" => "amd64",
@@ -90,83 +142,54 @@ pub(crate) fn debian_arch(machine: &str) -> Option<&'static str> {
     })
 }
 
-/// Downloads the package into `dir` with `apt-get download` and returns the
-/// `.deb`'s path.
-pub(crate) async fn download(
-    version: Option<&str>,
-    dir: &Path,
-) -> Result<PathBuf, ImageBuildError> {
-    let spec = match version {
-        Some(version) => format!("{PACKAGE}={version}"),
-        None => PACKAGE.to_owned(),
-    };
-    Invocation::new(APT_GET)
-        .arg("download")
-        .arg(&spec)
-        .current_dir(dir)
-        .timeout(DOWNLOAD_TIMEOUT)
-        .hint("run `apt-get update` first, check the version with `apt-cache policy qemu-user-static`, or pass the package with `--deb PATH`")
-        .output()
-        .await?;
-    let mut debs: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(ImageBuildError::io("read directory", dir))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{PACKAGE}_")) && n.ends_with(".deb"))
-        })
-        .collect();
-    debs.sort();
-    match debs.as_slice() {
-        [deb] => Ok(deb.clone()),
-        _ => Err(ImageBuildError::InvalidDeb {
-            path: dir.to_owned(),
-            reason: format!(
-                "`apt-get download` left {} `{PACKAGE}_*.deb` files, expected one",
-                debs.len()
-            ),
-        }),
-    }
-}
-
-/// Reads the package's control fields, checks it is `qemu-user-static`,
-/// and unpacks it into `dir`.
+/// Reads the package's control fields, unpacks it into `dir` and tells its
+/// layout; refuses any other package, naming the file and what was
+/// expected.
 pub(crate) async fn unpack(deb: &Path, dir: &Path) -> Result<Unpacked, ImageBuildError> {
+    let invalid = |reason: String| ImageBuildError::InvalidDeb {
+        path: deb.to_owned(),
+        reason,
+    };
     if !deb.is_file() {
-        return Err(ImageBuildError::InvalidDeb {
-            path: deb.to_owned(),
-            reason: "no such file".to_owned(),
-        });
+        return Err(invalid("no such file".to_owned()));
     }
     let fields = Invocation::new(DPKG_DEB)
         .arg("-f")
         .arg(deb)
-        .args(["Package", "Version", "Architecture"])
+        .args(["Package", "Version", "Architecture", "Depends"])
         .timeout(Duration::from_secs(60))
-        .output()
+        .output_unchecked()
         .await?;
+    if !fields.status.success() {
+        let stderr = String::from_utf8_lossy(&fields.stderr);
+        let why = stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("no output");
+        return Err(invalid(format!(
+            "`dpkg-deb` cannot read it as a Debian package ({why}); {EXPECTED_PACKAGES}"
+        )));
+    }
     let fields = parse_control(&String::from_utf8_lossy(&fields.stdout));
     let field = |name: &str| {
         fields
             .iter()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| ImageBuildError::InvalidDeb {
-                path: deb.to_owned(),
-                reason: format!("its control file has no `{name}` field"),
-            })
     };
-    let package = field("Package")?;
-    if package != PACKAGE {
-        return Err(ImageBuildError::InvalidDeb {
-            path: deb.to_owned(),
-            reason: format!("it is the package `{package}`, not `{PACKAGE}`"),
-        });
+    let required = |name: &str| {
+        field(name).ok_or_else(|| invalid(format!("its control file has no `{name}` field")))
+    };
+    let package = required("Package")?;
+    if package != QEMU_USER_STATIC && package != QEMU_USER {
+        return Err(invalid(format!(
+            "it is the package `{package}`; {EXPECTED_PACKAGES}"
+        )));
     }
-    let version = field("Version")?;
-    let architecture = field("Architecture")?;
+    let version = required("Version")?;
+    let architecture = required("Architecture")?;
     Invocation::new(DPKG_DEB)
         .arg("-x")
         .arg(deb)
@@ -175,32 +198,69 @@ pub(crate) async fn unpack(deb: &Path, dir: &Path) -> Result<Unpacked, ImageBuil
         .output()
         .await?;
     let bin = dir.join(BIN_DIR);
-    let emulators = list_emulators(&bin)?;
-    if emulators.is_empty() {
-        return Err(ImageBuildError::InvalidDeb {
-            path: deb.to_owned(),
-            reason: format!("it holds no `{BIN_DIR}/qemu-*-static`"),
-        });
-    }
+    let emulators = if bin.is_dir() {
+        list_emulators(&bin, &package)?
+    } else {
+        Vec::new()
+    };
+    let depends_on_qemu_user = field("Depends").is_some_and(|d| depends_on(&d, QEMU_USER));
+    let layout = match (package.as_str(), emulators.is_empty()) {
+        (QEMU_USER_STATIC, false) => Layout::StaticSuffix,
+        (QEMU_USER_STATIC, true) if depends_on_qemu_user => Layout::Transitional,
+        (QEMU_USER, false) => Layout::QemuUser,
+        (_, _) => {
+            let wanted = if package == QEMU_USER {
+                "usr/bin/qemu-<cpu>"
+            } else {
+                "usr/bin/qemu-<cpu>-static and does not depend on `qemu-user`"
+            };
+            return Err(invalid(format!(
+                "`{package}` {version} holds no {wanted}; {EXPECTED_PACKAGES}"
+            )));
+        }
+    };
     Ok(Unpacked {
+        package,
         version,
         architecture,
+        layout,
         emulators,
     })
 }
 
-/// Every regular `qemu-<name>-static` file in `bin`, sorted by name.
-fn list_emulators(bin: &Path) -> Result<Vec<Emulator>, ImageBuildError> {
+/// A hint for a package whose emulators are dynamically linked: Debian
+/// built `qemu-user` dynamically before QEMU 9.1.
+pub(crate) fn dynamic_hint(package: &str, version: &str) -> Option<String> {
+    let old = QemuVersion::from_debian(version).is_ok_and(|q| !q.is_in_qemu_user());
+    (package == QEMU_USER && old).then(|| {
+        format!(
+            "Debian's `qemu-user` before QEMU 9.1 is dynamically linked: use \
+             `qemu-user-static` {version} instead"
+        )
+    })
+}
+
+/// Every regular file of `bin` that is an emulator in `package`'s layout
+/// (`qemu-<cpu>-static` in `qemu-user-static`, `qemu-<cpu>` in
+/// `qemu-user`), sorted by name. Symlinks (a transitional package's, or
+/// aliases such as `qemu-amd64-static`) are not emulators of their own.
+fn list_emulators(bin: &Path, package: &str) -> Result<Vec<Emulator>, ImageBuildError> {
+    let suffix = if package == QEMU_USER_STATIC {
+        "-static"
+    } else {
+        ""
+    };
     let entries = std::fs::read_dir(bin).map_err(ImageBuildError::io("read directory", bin))?;
     let mut emulators: Vec<Emulator> = entries
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .filter_map(|e| {
-            let file_name = e.file_name();
-            let name = emulator_name(file_name.to_str()?)?;
+            let file_name = e.file_name().into_string().ok()?;
+            let name = emulator_name(&file_name, suffix)?;
             Some(Emulator {
                 name: name.to_owned(),
                 path: e.path(),
+                package_path: format!("{BIN_DIR}/{file_name}"),
             })
         })
         .collect();
@@ -208,9 +268,11 @@ fn list_emulators(bin: &Path) -> Result<Vec<Emulator>, ImageBuildError> {
     Ok(emulators)
 }
 
-/// `aarch64` for `qemu-aarch64-static`; `None` for anything else.
-fn emulator_name(file_name: &str) -> Option<&str> {
-    let name = file_name.strip_prefix("qemu-")?.strip_suffix("-static")?;
+/// `aarch64` for `qemu-aarch64<suffix>`; `None` for anything else. A
+/// target name is lowercase letters, digits and `_`, so `qemu-aarch64-static`
+/// is not an emulator of the `qemu-user` layout.
+fn emulator_name<'a>(file_name: &'a str, suffix: &str) -> Option<&'a str> {
+    let name = file_name.strip_prefix("qemu-")?.strip_suffix(suffix)?;
     let valid = !name.is_empty()
         && name
             .chars()
@@ -218,9 +280,19 @@ fn emulator_name(file_name: &str) -> Option<&str> {
     valid.then_some(name)
 }
 
+/// Whether a `Depends` field names `package` (in any alternative, with any
+/// version constraint or architecture qualifier).
+fn depends_on(depends: &str, package: &str) -> bool {
+    depends
+        .split([',', '|'])
+        .filter_map(|relation| relation.split(['(', ':', '[']).next())
+        .any(|name| name.trim() == package)
+}
+
 /// `Field: value` lines as `dpkg-deb -f` prints them for several fields.
 fn parse_control(text: &str) -> Vec<(String, String)> {
     text.lines()
+        .filter(|line| !line.starts_with([' ', '\t']))
         .filter_map(|line| {
             let (key, value) = line.split_once(':')?;
             Some((key.trim().to_owned(), value.trim().to_owned()))
@@ -228,104 +300,191 @@ fn parse_control(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The image version for Debian package version `debian_version` and qus
-/// release `release`: `<QEMU version>-<release>`, as the original project
-/// tagged its images (`7.2.0-1`).
-///
-/// The QEMU version is Debian's upstream version without the epoch and
-/// without the repack suffix (`+dfsg`, `+ds`, `~rc1`...), padded to three
-/// components as QEMU numbers its releases (`7.2` → `7.2.0`; `10.0.2` stays).
-/// Debian's own revision (`-7+deb12u18`) is not part of it: it would put
-/// `+` in tags, which tags cannot hold, and the `io.qus.qemu-version`
-/// label keeps it. `release` counts qus's own rebuilds of one QEMU version
-/// (a new registrar, a Debian security update), starting at 1.
-///
-/// ```
-/// use qus_harness::images::image_version;
-///
-/// assert_eq!(image_version("1:7.2+dfsg-7+deb12u18+b3", 1).unwrap(), "7.2.0-1");
-/// assert_eq!(image_version("1:10.0.2+ds-1~bpo12+1", 2).unwrap(), "10.0.2-2");
-/// ```
-///
-/// # Errors
-///
-/// When no numeric `X.Y[.Z]` upstream version can be found, or `release`
-/// is 0.
-pub fn image_version(debian_version: &str, release: u32) -> Result<String, ImageBuildError> {
-    let fail = |reason: &str| ImageBuildError::Version {
-        version: debian_version.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if release == 0 {
-        return Err(fail("the release number starts at 1"));
-    }
-    let without_epoch = debian_version
-        .split_once(':')
-        .map_or(debian_version, |(_, rest)| rest);
-    // The Debian revision follows the last hyphen (Debian Policy 5.6.12).
-    let upstream = without_epoch
-        .rsplit_once('-')
-        .map_or(without_epoch, |(upstream, _)| upstream);
-    let numeric: &str = upstream
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .next()
-        .unwrap_or_default();
-    let mut parts: Vec<&str> = numeric.split('.').collect();
-    let well_formed = (2..=3).contains(&parts.len())
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
-    if !well_formed {
-        return Err(fail("expected an upstream version `X.Y` or `X.Y.Z`"));
-    }
-    if parts.len() == 2 {
-        parts.push("0");
-    }
-    Ok(format!("{}-{release}", parts.join(".")))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::images::testdeb::{FakeDeb, elf_dynamic, elf_static};
 
-    #[test]
-    fn image_versions_follow_the_original_tags() {
-        for (debian, want) in [
-            ("1:7.2+dfsg-7+deb12u18+b3", "7.2.0-1"),
-            ("1:7.2+dfsg-1", "7.2.0-1"),
-            ("6.1+dfsg-1", "6.1.0-1"),
-            ("1:10.0.2+ds-1~bpo12+1", "10.0.2-1"),
-            ("1:9.2.0~rc1+ds-1", "9.2.0-1"),
-            ("1:8.0", "8.0.0-1"),
-        ] {
-            assert_eq!(image_version(debian, 1).unwrap(), want, "{debian}");
-        }
-        assert_eq!(image_version("1:7.2+dfsg-7", 3).unwrap(), "7.2.0-3");
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    fn unpack_fake(deb: &FakeDeb) -> Result<Unpacked, ImageBuildError> {
+        let out = tempfile::tempdir().unwrap();
+        block_on(unpack(&deb.path, out.path()))
     }
 
     #[test]
-    fn unusable_versions_are_refused() {
-        for bad in ["", "abc", "1:7+dfsg-1", "1.2.3.4-1", "1:.2-1"] {
-            assert!(image_version(bad, 1).is_err(), "{bad}");
-        }
-        let err = image_version("1:7.2+dfsg-7", 0).unwrap_err();
-        assert!(err.to_string().contains("starts at 1"), "{err}");
+    fn the_old_layout_is_qemu_user_static_with_suffixed_files() {
+        let deb = FakeDeb::new("qemu-user-static", "1:7.2+dfsg-7+deb12u18+b3")
+            .file("usr/bin/qemu-aarch64-static", &elf_static(62))
+            .file("usr/bin/qemu-s390x-static", &elf_static(62))
+            .symlink("usr/bin/qemu-arm64-static", "qemu-aarch64-static")
+            .file("usr/share/doc/qemu-user-static/copyright", b"GPL")
+            .build();
+        let unpacked = unpack_fake(&deb).unwrap();
+        assert_eq!(unpacked.layout, Layout::StaticSuffix);
+        assert_eq!(unpacked.package, "qemu-user-static");
+        assert_eq!(unpacked.version, "1:7.2+dfsg-7+deb12u18+b3");
+        assert_eq!(unpacked.architecture, "amd64");
+        let names: Vec<(&str, &str)> = unpacked
+            .emulators
+            .iter()
+            .map(|e| (e.name.as_str(), e.package_path.as_str()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("aarch64", "usr/bin/qemu-aarch64-static"),
+                ("s390x", "usr/bin/qemu-s390x-static")
+            ]
+        );
+        assert_eq!(unpacked.emulators[0].file_name(), "qemu-aarch64-static");
+    }
+
+    #[test]
+    fn the_new_layout_is_qemu_user_with_plain_names() {
+        let deb = FakeDeb::new("qemu-user", "1:11.1.3+ds-1")
+            .file("usr/bin/qemu-aarch64", &elf_static(62))
+            .file("usr/bin/qemu-x86_64", &elf_static(62))
+            .file(
+                "usr/share/qemu/binfmt.d/qemu-aarch64.conf",
+                b":qemu-aarch64:M::x:y:/usr/bin/qemu-aarch64:OPF\n",
+            )
+            .build();
+        let unpacked = unpack_fake(&deb).unwrap();
+        assert_eq!(unpacked.layout, Layout::QemuUser);
+        let names: Vec<(&str, String)> = unpacked
+            .emulators
+            .iter()
+            .map(|e| (e.package_path.as_str(), e.file_name()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("usr/bin/qemu-aarch64", "qemu-aarch64-static".to_owned()),
+                ("usr/bin/qemu-x86_64", "qemu-x86_64-static".to_owned())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_transitional_package_holds_only_symlinks() {
+        let deb = FakeDeb::new("qemu-user-static", "1:10.0.13+ds-0+deb13u1")
+            .depends("qemu-user (>= 1:10.0.13+ds-0+deb13u1), qemu-user-binfmt (>= 1:10.0.13+ds-0+deb13u1)")
+            .symlink("usr/bin/qemu-aarch64-static", "qemu-aarch64")
+            .file("usr/sbin/qemu-debootstrap", b"#!/bin/sh\n")
+            .build();
+        let unpacked = unpack_fake(&deb).unwrap();
+        assert_eq!(unpacked.layout, Layout::Transitional);
+        assert!(unpacked.emulators.is_empty());
+        assert_eq!(unpacked.version, "1:10.0.13+ds-0+deb13u1");
+    }
+
+    #[test]
+    fn other_packages_are_refused_with_what_was_expected() {
+        let deb = FakeDeb::new("qemu-system-x86", "1:7.2+dfsg-7")
+            .file("usr/bin/qemu-system-x86_64", &elf_static(62))
+            .build();
+        let err = unpack_fake(&deb).unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.contains(&format!("`{}`", deb.path.display())),
+            "{message}"
+        );
+        assert!(
+            message.contains("it is the package `qemu-system-x86`"),
+            "{message}"
+        );
+        assert!(message.contains("`qemu-user` from QEMU 9.1"), "{message}");
+
+        // qemu-user-static with neither emulators nor a qemu-user dependency.
+        let empty = FakeDeb::new("qemu-user-static", "1:10.0.13+ds-0+deb13u1")
+            .symlink("usr/bin/qemu-aarch64-static", "qemu-aarch64")
+            .build();
+        let message = unpack_fake(&empty).unwrap_err().to_string();
+        assert!(
+            message
+                .contains("holds no usr/bin/qemu-<cpu>-static and does not depend on `qemu-user`"),
+            "{message}"
+        );
+        // qemu-user with only suffixed names is not the new layout.
+        let odd = FakeDeb::new("qemu-user", "1:11.1.3+ds-1")
+            .file("usr/bin/qemu-aarch64-static", &elf_static(62))
+            .build();
+        let message = unpack_fake(&odd).unwrap_err().to_string();
+        assert!(
+            message.contains("holds no usr/bin/qemu-<cpu>;"),
+            "{message}"
+        );
+
+        let text = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(text.path(), "not a package\n").unwrap();
+        let message = block_on(unpack(text.path(), Path::new("/tmp")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(&format!(
+                "`{}` is not a usable QEMU package: `dpkg-deb` cannot read it as a Debian package (",
+                text.path().display()
+            )) && message.ends_with(EXPECTED_PACKAGES),
+            "{message}"
+        );
+
+        let missing = Path::new("/nonexistent/q.deb");
+        let message = block_on(unpack(missing, Path::new("/tmp")))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "`/nonexistent/q.deb` is not a usable QEMU package: no such file"
+        );
+    }
+
+    #[test]
+    fn old_qemu_user_gets_a_hint() {
+        assert!(
+            dynamic_hint("qemu-user", "1:7.2+dfsg-7+deb12u18+b3")
+                .unwrap()
+                .contains("use `qemu-user-static` 1:7.2+dfsg-7+deb12u18+b3")
+        );
+        assert_eq!(dynamic_hint("qemu-user", "1:11.1.3+ds-1"), None);
+        assert_eq!(dynamic_hint("qemu-user-static", "1:7.2+dfsg-7"), None);
+        // A dynamic file is still found as an emulator: the static check
+        // refuses it by name (`emulator.rs`).
+        let deb = FakeDeb::new("qemu-user", "1:7.2+dfsg-7+deb12u18+b3")
+            .file("usr/bin/qemu-aarch64", &elf_dynamic(62))
+            .build();
+        assert_eq!(unpack_fake(&deb).unwrap().layout, Layout::QemuUser);
     }
 
     #[test]
     fn emulator_names_come_from_file_names() {
-        assert_eq!(emulator_name("qemu-aarch64-static"), Some("aarch64"));
-        assert_eq!(emulator_name("qemu-x86_64-static"), Some("x86_64"));
-        assert_eq!(emulator_name("qemu-aarch64"), None);
-        assert_eq!(emulator_name("qemu--static"), None);
-        assert_eq!(emulator_name("qemu-a b-static"), None);
-        assert_eq!(emulator_name("qemu-binfmt-conf.sh"), None);
+        assert_eq!(
+            emulator_name("qemu-aarch64-static", "-static"),
+            Some("aarch64")
+        );
+        assert_eq!(
+            emulator_name("qemu-x86_64-static", "-static"),
+            Some("x86_64")
+        );
+        assert_eq!(emulator_name("qemu-aarch64", "-static"), None);
+        assert_eq!(emulator_name("qemu--static", "-static"), None);
+        assert_eq!(emulator_name("qemu-a b-static", "-static"), None);
+        assert_eq!(emulator_name("qemu-binfmt-conf.sh", "-static"), None);
+        assert_eq!(emulator_name("qemu-aarch64", ""), Some("aarch64"));
+        assert_eq!(emulator_name("qemu-aarch64-static", ""), None);
+        assert_eq!(emulator_name("qemu-", ""), None);
     }
 
     #[test]
     fn control_fields_parse() {
         let fields = parse_control(
-            "Package: qemu-user-static\nVersion: 1:7.2+dfsg-7\nArchitecture: amd64\n",
+            "Package: qemu-user-static\nVersion: 1:7.2+dfsg-7\nArchitecture: amd64\n continued: no\n",
         );
         assert_eq!(
             fields,
@@ -338,22 +497,52 @@ mod tests {
     }
 
     #[test]
+    fn dependencies_are_found_by_name() {
+        assert!(depends_on(
+            "qemu-user (>= 1:10.0.13+ds-0+deb13u1), qemu-user-binfmt",
+            "qemu-user"
+        ));
+        assert!(depends_on("libc6, qemu-user:any | foo", "qemu-user"));
+        assert!(!depends_on("qemu-user-binfmt (>= 1), libc6", "qemu-user"));
+        assert!(!depends_on("", "qemu-user"));
+    }
+
+    #[test]
     fn emulators_are_listed_sorted_and_filtered() {
-        let dir = tempfile::tempdir().unwrap();
-        for name in [
-            "qemu-s390x-static",
-            "qemu-aarch64-static",
-            "qemu-img",
-            "README",
-        ] {
-            std::fs::write(dir.path().join(name), b"x").unwrap();
-        }
-        std::fs::create_dir(dir.path().join("qemu-dir-static")).unwrap();
-        let names: Vec<String> = list_emulators(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|e| e.file_name())
-            .collect();
-        assert_eq!(names, ["qemu-aarch64-static", "qemu-s390x-static"]);
+        let names = |files: &[&str], package: &str| {
+            let dir = tempfile::tempdir().unwrap();
+            for name in files {
+                std::fs::write(dir.path().join(name), b"x").unwrap();
+            }
+            std::fs::create_dir(dir.path().join("qemu-dir-static")).unwrap();
+            std::fs::create_dir(dir.path().join("qemu-dir")).unwrap();
+            std::os::unix::fs::symlink("qemu-aarch64-static", dir.path().join("qemu-arm64-static"))
+                .unwrap();
+            std::os::unix::fs::symlink("qemu-aarch64", dir.path().join("qemu-arm64")).unwrap();
+            list_emulators(dir.path(), package)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.file_name())
+                .collect::<Vec<String>>()
+        };
+        assert_eq!(
+            names(
+                &[
+                    "qemu-s390x-static",
+                    "qemu-aarch64-static",
+                    "qemu-aarch64",
+                    "README"
+                ],
+                QEMU_USER_STATIC
+            ),
+            ["qemu-aarch64-static", "qemu-s390x-static"]
+        );
+        assert_eq!(
+            names(
+                &["qemu-s390x", "qemu-aarch64", "qemu-x86_64-static", "README"],
+                QEMU_USER
+            ),
+            ["qemu-aarch64-static", "qemu-s390x-static"]
+        );
     }
 }

@@ -23,10 +23,11 @@ use bollard::query_parameters::{RemoveImageOptions, TagImageOptions};
 use tracing::{debug, warn};
 
 use super::error::ImageBuildError;
-use super::labels::LABEL_RECIPE;
+use super::labels::{LABEL_RECIPE, LABEL_VERSION};
 use super::progress::{ImageStatus, Progress, Step, StepOutcome, StepTimer};
 use crate::runtime::{
-    BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, Runtime as _, RuntimeError,
+    BuildOutcome, BuildSpec, DockerRuntime, PodmanRuntime, RunOutcome, RunSpec, Runtime as _,
+    RuntimeError,
 };
 
 /// Which engine builds images, and where it answers.
@@ -71,6 +72,13 @@ impl Builder {
         }
     }
 
+    async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, RuntimeError> {
+        match self {
+            Self::Docker(docker) => docker.run(spec).await,
+            Self::Podman(podman) => podman.run(spec).await,
+        }
+    }
+
     fn client(&self) -> &Docker {
         match self {
             Self::Docker(docker) => docker.client(),
@@ -97,6 +105,8 @@ pub struct BuiltImage {
 pub(crate) struct ImageInfo {
     pub(crate) id: String,
     pub(crate) recipe: Option<String>,
+    /// Its `org.opencontainers.image.version` label.
+    pub(crate) version: Option<String>,
     pub(crate) repo_tags: Vec<String>,
 }
 
@@ -133,20 +143,32 @@ impl Engine {
         })
     }
 
+    /// The engine's Docker-compatible API (for listings).
+    pub(crate) fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Runs one container to completion (the cross builds' compiler); the
+    /// engine removes it. A failing command is an outcome, not an error.
+    pub(crate) async fn run(&self, spec: &RunSpec) -> Result<RunOutcome, ImageBuildError> {
+        Ok(self.builder.run(spec).await?)
+    }
+
     /// The image `reference` names, or `None` when there is none.
     pub(crate) async fn inspect(
         &self,
         reference: &str,
     ) -> Result<Option<ImageInfo>, ImageBuildError> {
         match self.docker.inspect_image(reference).await {
-            Ok(image) => Ok(Some(ImageInfo {
-                id: image.id.unwrap_or_default(),
-                recipe: image
-                    .config
-                    .and_then(|c| c.labels)
-                    .and_then(|mut labels| labels.remove(LABEL_RECIPE)),
-                repo_tags: image.repo_tags.unwrap_or_default(),
-            })),
+            Ok(image) => {
+                let mut labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: image.id.unwrap_or_default(),
+                    recipe: labels.remove(LABEL_RECIPE),
+                    version: labels.remove(LABEL_VERSION),
+                    repo_tags: image.repo_tags.unwrap_or_default(),
+                }))
+            }
             Err(BollardError::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
@@ -407,7 +429,11 @@ pub(crate) fn split_reference(reference: &str) -> (&str, &str) {
     }
 }
 
-fn engine_error(operation: &'static str, object: &str, err: BollardError) -> ImageBuildError {
+pub(crate) fn engine_error(
+    operation: &'static str,
+    object: &str,
+    err: BollardError,
+) -> ImageBuildError {
     let (status, message) = match err {
         BollardError::DockerResponseServerError {
             status_code,

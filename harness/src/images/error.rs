@@ -11,6 +11,7 @@ use std::time::Duration;
 use qus_registrar::binfmt::BinfmtError;
 use qus_registrar::elf::ElfError;
 
+use super::suite::Suite;
 use crate::runtime::RuntimeError;
 
 /// Why building images or fixtures failed.
@@ -88,12 +89,34 @@ pub enum ImageBuildError {
     },
 
     /// The package is not one `build` can use.
-    #[error("`{}` is not a usable qemu-user-static package: {reason}", path.display())]
+    #[error("`{}` is not a usable QEMU package: {reason}", path.display())]
     InvalidDeb {
         /// The `.deb` file.
         path: PathBuf,
         /// Why.
         reason: String,
+    },
+
+    /// One of the package's emulators cannot go into an image.
+    #[error("the emulator `{file}` of `{}` cannot go into an image: {reason}", deb.display())]
+    UnusableEmulator {
+        /// The `.deb` it came from.
+        deb: PathBuf,
+        /// Its path in the package (`usr/bin/qemu-aarch64`).
+        file: String,
+        /// Why (dynamically linked, another CPU, not ELF).
+        reason: String,
+    },
+
+    /// No suite offers a package that `--qemu-version` (or a transitional
+    /// package's version) selects.
+    #[error("no Debian QEMU package matches {wanted}: {}", describe_offers(.offered))]
+    NoPackage {
+        /// What was asked for (`` `--qemu-version 11.2` ``).
+        wanted: String,
+        /// Each suite searched, with the usable packages it offers
+        /// (`qemu-user 1:11.1.3+ds-1`), newest first.
+        offered: Vec<(Suite, Vec<String>)>,
     },
 
     /// No image version can be derived from the package version.
@@ -204,6 +227,8 @@ impl ImageBuildError {
             | ImageBuildError::CommandTimedOut { .. }
             | ImageBuildError::Io { .. }
             | ImageBuildError::InvalidDeb { .. }
+            | ImageBuildError::UnusableEmulator { .. }
+            | ImageBuildError::NoPackage { .. }
             | ImageBuildError::Version { .. }
             | ImageBuildError::UnusableRegistrar { .. }
             | ImageBuildError::Elf { .. }
@@ -214,9 +239,13 @@ impl ImageBuildError {
         }
     }
 
-    /// Whether the options were rejected before any work (exit 2).
+    /// Whether the options were wrong (exit 2): rejected before any work,
+    /// or asking for a QEMU version no suite offers.
     pub fn is_usage(&self) -> bool {
-        matches!(self, ImageBuildError::InvalidOption { .. })
+        matches!(
+            self,
+            ImageBuildError::InvalidOption { .. } | ImageBuildError::NoPackage { .. }
+        )
     }
 
     /// An [`ImageBuildError::Io`] for `path`.
@@ -242,6 +271,21 @@ fn last_line(output: &str) -> String {
         .find(|line| !line.is_empty())
         .map(|line| format!(": {line}"))
         .unwrap_or_default()
+}
+
+/// `bookworm offers qemu-user-static 1:7.2+dfsg-7; sid offers none`.
+fn describe_offers(offered: &[(Suite, Vec<String>)]) -> String {
+    offered
+        .iter()
+        .map(|(suite, packages)| {
+            if packages.is_empty() {
+                format!("{suite} offers none")
+            } else {
+                format!("{suite} offers {}", packages.join(", "))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn hint_suffix(hint: Option<&str>) -> String {
@@ -279,6 +323,35 @@ mod tests {
             err.to_string(),
             "failed to build image `qus/x:latest`: COPY failed: no source files"
         );
+    }
+
+    #[test]
+    fn a_missing_version_names_what_each_suite_offers() {
+        let err = ImageBuildError::NoPackage {
+            wanted: "`--qemu-version 11.2`".into(),
+            offered: vec![
+                (
+                    Suite::Bookworm,
+                    vec!["qemu-user-static 1:7.2+dfsg-7".into()],
+                ),
+                (
+                    Suite::Sid,
+                    vec![
+                        "qemu-user 1:11.1.3+ds-1".into(),
+                        "qemu-user 1:11.1.2+ds-1".into(),
+                    ],
+                ),
+                (Suite::Trixie, vec![]),
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            "no Debian QEMU package matches `--qemu-version 11.2`: bookworm offers \
+             qemu-user-static 1:7.2+dfsg-7; sid offers qemu-user 1:11.1.3+ds-1, qemu-user \
+             1:11.1.2+ds-1; trixie offers none"
+        );
+        assert!(err.is_usage());
+        assert!(!err.is_environment());
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //!   ["bash"]`), built for the architecture's platform (`linux/arm64/v8`)
 //!   so that engines see the architecture a registry image would have, and
 //!   labelled with the `uname -m` it prints under QEMU;
+//! - `<repo>/workload-<arch>:<suite>` (`qus-fixtures/workload-arm64:bookworm`):
+//!   the same with [`WORKLOAD_PACKAGES`] (compilers, Python, Node.js, sudo)
+//!   installed by `debootstrap --include`, for the `workload` scenarios;
 //! - `<repo>/probe:<target>` (`qus-fixtures/probe:aarch64`): one probe
 //!   program of `fixtures/probes` as `/probe`, `FROM scratch`.
 //!
@@ -42,7 +45,7 @@ use super::session;
 use super::tags::{validate_repo, validate_tag};
 use crate::runtime::{BuildSpec, ContextFile};
 
-pub use super::rootfs::DebianArch;
+pub use super::rootfs::{DebianArch, Flavor, WORKLOAD_PACKAGES};
 
 /// The repository prefix of every fixture image.
 pub const DEFAULT_FIXTURE_REPO: &str = "qus-fixtures";
@@ -75,6 +78,10 @@ pub struct FixtureOptions {
     pub repo: String,
     /// Root filesystems to build; may be empty.
     pub arches: Vec<DebianArch>,
+    /// [`Flavor::Workload`] root filesystems to build
+    /// (`<repo>/workload-<arch>:<suite>`); none by default (the CLI's
+    /// default list adds [`DebianArch::WORKLOADS`]).
+    pub workloads: Vec<DebianArch>,
     /// Debian suite, also the images' tag (`bookworm`).
     pub suite: String,
     /// `debootstrap --variant` (`minbase`).
@@ -107,6 +114,7 @@ impl Default for FixtureOptions {
         Self {
             repo: DEFAULT_FIXTURE_REPO.to_owned(),
             arches: DebianArch::DEFAULT.to_vec(),
+            workloads: Vec::new(),
             suite: "bookworm".to_owned(),
             variant: "minbase".to_owned(),
             mirror: None,
@@ -126,6 +134,8 @@ impl Default for FixtureOptions {
 pub struct RootfsReport {
     /// Its architecture.
     pub arch: DebianArch,
+    /// What it holds besides `minbase`.
+    pub flavor: Flavor,
     /// The image (`qus-fixtures/arm64:bookworm`).
     pub image: String,
     /// The cache file.
@@ -142,7 +152,7 @@ pub struct RootfsReport {
 pub struct FixturesReport {
     /// The mirror `debootstrap` used (or would have).
     pub mirror: String,
-    /// Root filesystems, in option order.
+    /// Root filesystems, in option order: `arches`, then `workloads`.
     pub rootfs: Vec<RootfsReport>,
     /// Every image: root filesystems first, then probes in table order.
     pub images: Vec<BuiltImage>,
@@ -247,30 +257,7 @@ async fn build_rootfs_images(
     machine: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<BuiltImage>, Vec<RootfsReport>), ImageBuildError> {
-    let mut include = options.include.clone();
-    include.sort();
-    include.dedup();
-    let mut seen = BTreeSet::new();
-    let arches: Vec<DebianArch> = options
-        .arches
-        .iter()
-        .copied()
-        .filter(|a| seen.insert(*a))
-        .collect();
-    let plans: Vec<(DebianArch, RootfsRecipe, String)> = arches
-        .iter()
-        .map(|&arch| {
-            let recipe = RootfsRecipe {
-                arch,
-                suite: options.suite.clone(),
-                variant: options.variant.clone(),
-                mirror: mirror.to_owned(),
-                include: include.clone(),
-            };
-            let image = format!("{}/{arch}:{}", options.repo, options.suite);
-            (arch, recipe, image)
-        })
-        .collect();
+    let plans = rootfs_plans(options, mirror);
 
     // Register handlers only for root filesystems that will be made.
     let family = targets::host_family(machine);
@@ -339,6 +326,7 @@ async fn build_rootfs_images(
                     .await?;
                 let report = RootfsReport {
                     arch,
+                    flavor: recipe.flavor,
                     image,
                     tarball,
                     debootstrapped: debootstrapped.get(),
@@ -355,6 +343,39 @@ async fn build_rootfs_images(
     Ok(results.into_iter().unzip())
 }
 
+/// Each root filesystem to make, in option order (`arches`, then
+/// `workloads`, each once): its architecture, recipe (the flavour's packages
+/// merged into `include`, sorted) and image name.
+fn rootfs_plans(options: &FixtureOptions, mirror: &str) -> Vec<(DebianArch, RootfsRecipe, String)> {
+    let mut seen = BTreeSet::new();
+    let fixtures: Vec<(Flavor, DebianArch)> = options
+        .arches
+        .iter()
+        .map(|&a| (Flavor::Base, a))
+        .chain(options.workloads.iter().map(|&a| (Flavor::Workload, a)))
+        .filter(|f| seen.insert(*f))
+        .collect();
+    fixtures
+        .iter()
+        .map(|&(flavor, arch)| {
+            let mut include = options.include.clone();
+            include.extend(flavor.packages().iter().map(|p| (*p).to_owned()));
+            include.sort();
+            include.dedup();
+            let recipe = RootfsRecipe {
+                flavor,
+                arch,
+                suite: options.suite.clone(),
+                variant: options.variant.clone(),
+                mirror: mirror.to_owned(),
+                include,
+            };
+            let image = format!("{}/{}:{}", options.repo, recipe.stem(), options.suite);
+            (arch, recipe, image)
+        })
+        .collect()
+}
+
 /// The recipe of a root filesystem's image: the root filesystem's own
 /// recipe (also its cache key) and how it becomes an image.
 fn image_recipe(arch: DebianArch, recipe: &RootfsRecipe) -> String {
@@ -368,15 +389,29 @@ fn image_recipe(arch: DebianArch, recipe: &RootfsRecipe) -> String {
 /// The Containerfile of a root filesystem image: the tarball added
 /// `FROM scratch`, Docker's `PATH`, Debian's `CMD`, and the labels.
 fn rootfs_containerfile(arch: DebianArch, recipe: &RootfsRecipe, created: &str) -> String {
+    let (title_extra, include) = match recipe.include.as_slice() {
+        [] => (String::new(), String::new()),
+        packages => (
+            match recipe.flavor {
+                Flavor::Base => " + packages",
+                Flavor::Workload => " + workload packages",
+            }
+            .to_owned(),
+            format!(" --include={}", packages.join(",")),
+        ),
+    };
     let labels = [
         (
             LABEL_TITLE,
-            format!("Debian {} ({arch}), {}", recipe.suite, recipe.variant),
+            format!(
+                "Debian {} ({arch}), {}{title_extra}",
+                recipe.suite, recipe.variant
+            ),
         ),
         (
             LABEL_DESCRIPTION,
             format!(
-                "debootstrap --variant={} --arch={arch} {} from {}, for qus scenarios",
+                "debootstrap --variant={} --arch={arch}{include} {} from {}, for qus scenarios",
                 recipe.variant, recipe.suite, recipe.mirror
             ),
         ),
@@ -510,6 +545,84 @@ mod tests {
         assert!(lines.contains(&r#"LABEL io.qus.debian-arch="arm64""#));
         assert!(lines.contains(&r#"LABEL io.qus.qemu-target="aarch64""#));
         assert_eq!(quote(r#"a "b" \c"#), r#""a \"b\" \\c""#);
+    }
+
+    #[test]
+    fn plans_name_base_then_workload_fixtures_once_each() {
+        let options = FixtureOptions {
+            arches: vec![DebianArch::Arm64, DebianArch::S390x, DebianArch::Arm64],
+            workloads: vec![DebianArch::Amd64, DebianArch::Arm64, DebianArch::Amd64],
+            include: vec!["zstd".into(), "gcc".into()],
+            ..FixtureOptions::default()
+        };
+        let plans = rootfs_plans(&options, "http://m.example/debian");
+        let names: Vec<&str> = plans.iter().map(|(_, _, image)| image.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "qus-fixtures/arm64:bookworm",
+                "qus-fixtures/s390x:bookworm",
+                "qus-fixtures/workload-amd64:bookworm",
+                "qus-fixtures/workload-arm64:bookworm",
+            ]
+        );
+        let (arch, base, _) = &plans[0];
+        assert_eq!(*arch, DebianArch::Arm64);
+        assert_eq!(
+            (base.flavor, base.include.as_slice()),
+            (Flavor::Base, &["gcc".to_owned(), "zstd".to_owned()][..])
+        );
+        let (arch, workload, _) = &plans[3];
+        assert_eq!(
+            (*arch, workload.flavor),
+            (DebianArch::Arm64, Flavor::Workload)
+        );
+        // The flavour's packages and the extra ones, sorted, `gcc` once.
+        let mut expected: Vec<String> = WORKLOAD_PACKAGES.iter().map(|p| (*p).to_owned()).collect();
+        expected.push("zstd".into());
+        expected.sort();
+        assert_eq!(workload.include, expected);
+        assert_eq!(workload.mirror, "http://m.example/debian");
+        assert_ne!(workload.hash(), base.hash());
+        // Without workloads (the library's default), nothing changes for
+        // the base fixtures.
+        let default = rootfs_plans(&FixtureOptions::default(), "http://m.example/debian");
+        assert_eq!(default.len(), DebianArch::DEFAULT.len());
+        assert!(
+            default
+                .iter()
+                .all(|(_, r, _)| r.flavor == Flavor::Base && r.include.is_empty())
+        );
+    }
+
+    #[test]
+    fn workload_images_say_what_they_include() {
+        let recipe = RootfsRecipe {
+            flavor: Flavor::Workload,
+            include: vec!["gcc".into(), "nodejs".into()],
+            ..RootfsRecipe::bookworm(DebianArch::S390x)
+        };
+        let text = rootfs_containerfile(DebianArch::S390x, &recipe, "2024-05-01T12:00:00Z");
+        assert!(
+            text.contains(
+                r#"LABEL org.opencontainers.image.title="Debian bookworm (s390x), minbase + workload packages""#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("--arch=s390x --include=gcc,nodejs bookworm from"),
+            "{text}"
+        );
+        let base = rootfs_containerfile(
+            DebianArch::S390x,
+            &RootfsRecipe::bookworm(DebianArch::S390x),
+            "2024-05-01T12:00:00Z",
+        );
+        assert!(
+            base.contains(r#"title="Debian bookworm (s390x), minbase""#),
+            "{base}"
+        );
+        assert!(!base.contains("--include"), "{base}");
     }
 
     #[test]

@@ -1,19 +1,28 @@
 //! Building the images qus ships and the fixtures its scenarios use.
 //!
-//! Two entry points, both blocking (each runs its own tokio runtime):
+//! Three entry points, all blocking (each runs its own tokio runtime):
 //!
-//! - [`build`]: the registrar images from Debian's `qemu-user-static`
-//!   package and a static `qus-register` (`<repo>:latest`, `:<version>`,
+//! - [`build`]: the registrar images from Debian's QEMU package
+//!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
+//!   host's APT, a file, or a Debian [`Suite`] through a private APT
+//!   directory) and a static `qus-register` (`<repo>:latest`, `:<version>`,
 //!   `:register`, and four tags per emulator), plus the release artifacts
 //!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
+//!   several QEMU versions live side by side in one repository, `latest`
+//!   on the newest ([`qemu_version_matches`] and [`compare_image_versions`]
+//!   let callers pick among them);
 //! - [`fixtures`]: Debian root filesystems made with `debootstrap` and
-//!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`,
-//!   and one `FROM scratch` image per probe program
-//!   (`qus-fixtures/probe:<target>`).
+//!   added `FROM scratch` for their platform as `qus-fixtures/<arch>:<suite>`
+//!   (and `qus-fixtures/workload-<arch>:<suite>` with compilers, Python,
+//!   Node.js and sudo), and one `FROM scratch` image per probe program
+//!   (`qus-fixtures/probe:<target>`);
+//! - [`cross_registrars`]: static `qus-register` binaries for other CPUs,
+//!   compiled in Debian builder images (`qus-builders/rust-cross:<suite>-<arch>`)
+//!   and cached by recipe, for the images of other hosts.
 //!
-//! Both are idempotent: every image carries a recipe label (a hash of its
+//! All are idempotent: every image carries a recipe label (a hash of its
 //! inputs) and is skipped when its tags already name an image with that
-//! recipe; root filesystems are cached as tarballs keyed by recipe. Both
+//! recipe; root filesystems and binaries are cached keyed by recipe. All
 //! report [`ImagesEvent`]s to a [`Progress`] and never print. Nothing is
 //! pulled: every image is `FROM scratch`. The Containerfiles
 //! live in `images/` at the repository root and are compiled in.
@@ -24,15 +33,22 @@
 //! unpacks an exported container into a sandbox). It does not run
 //! scenarios.
 
+mod apt;
 mod artifacts;
 mod build;
 mod containerfile;
+mod cross;
+mod cross_builder;
+mod cross_sources;
 mod deb;
+mod emulator;
 mod engine;
 mod error;
+mod fetch;
 mod fixtures;
 mod handler;
 mod labels;
+mod listing;
 mod mirror;
 mod paths;
 mod probes;
@@ -40,26 +56,42 @@ mod progress;
 mod recipe;
 mod registrar;
 mod rootfs;
+mod select;
 mod session;
+mod suite;
 mod tags;
+#[cfg(test)]
+mod testdeb;
 mod tool;
+mod version;
 mod workdir;
 
+pub use apt::LIST_MAX_AGE;
 pub use build::{BuildOptions, BuildReport, DEFAULT_REPO, build};
-pub use deb::{DebSource, image_version};
+pub use cross::{
+    CROSS_TARGETS, CrossOptions, CrossRegistrar, CrossTarget, cross_registrar, cross_registrars,
+};
+pub use cross_builder::{BUILDER_REPO, DEFAULT_CROSS_SUITE};
+pub use deb::DebSource;
 pub use engine::{BuiltImage, ImageEngine};
 pub use error::ImageBuildError;
 pub use fixtures::{
-    DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, RootfsReport, fixtures,
+    DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, Flavor, RootfsReport,
+    WORKLOAD_PACKAGES, fixtures,
 };
 pub use labels::{
     LABEL_CREATED, LABEL_DEBIAN_ARCH, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_TARGET,
     LABEL_QEMU_VERSION, LABEL_RECIPE, LABEL_REGISTRAR_VERSION, LABEL_REVISION, LABEL_SOURCE,
     LABEL_TITLE, LABEL_UNAME, LABEL_VERSION,
 };
+pub use listing::{RepositoryTag, repository_tags};
 pub use mirror::{DEFAULT_MIRROR, mirror_from_sources};
 pub use paths::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, default_cache_dir, workspace_root};
 pub use probes::{ProbeRow, read_probe_table};
 pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOutcome};
 pub use registrar::RegistrarSource;
+pub use suite::{ParseSuiteError, Suite};
 pub use tags::{latest_tags, register_tags, target_tags};
+pub use version::{
+    ImageVersion, QemuVersion, compare_image_versions, image_version, qemu_version_matches,
+};

@@ -9,18 +9,54 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::suite::Suite;
+
 /// One unit of work, as a reporter names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Download the `qemu-user-static` package with `apt-get download`.
-    FetchDeb {
-        /// `qemu-user-static=<version>`, or the candidate version when `None`.
-        version: Option<String>,
+    /// Refresh the package lists of a suite's private APT directory with
+    /// `apt-get update`; skipped while they are younger than the refresh
+    /// age.
+    UpdateLists {
+        /// The suite.
+        suite: Suite,
+        /// Its private APT directory.
+        dir: PathBuf,
     },
-    /// Read the package's version and unpack its emulators.
+    /// Read what the suites offer and choose the package and version.
+    SelectPackage {
+        /// What `--qemu-version` asked for; `None` for the newest.
+        wanted: Option<String>,
+        /// The suites searched.
+        suites: Vec<Suite>,
+    },
+    /// Download a QEMU package with `apt-get download`; skipped when the
+    /// suite's private directory already holds it.
+    FetchDeb {
+        /// `qemu-user-static` or `qemu-user`.
+        package: String,
+        /// The Debian version, or the host's candidate when `None`.
+        version: Option<String>,
+        /// The suite it comes from; `None` for the host's APT sources.
+        suite: Option<Suite>,
+        /// Its size in bytes, when the lists say.
+        size: Option<u64>,
+        /// Why this package, when it is not the one asked for (a
+        /// transitional `qemu-user-static` resolved to `qemu-user`).
+        reason: Option<String>,
+    },
+    /// Read the package's control fields and unpack it.
     UnpackDeb {
         /// The `.deb` file.
         path: PathBuf,
+    },
+    /// Check that every emulator is a static ELF executable for this
+    /// host's CPU.
+    CheckEmulators {
+        /// The package they come from.
+        package: String,
+        /// How many.
+        count: usize,
     },
     /// Compile the static `qus-register` with cargo.
     CompileRegistrar {
@@ -52,10 +88,25 @@ pub enum Step {
     },
     /// Make a root filesystem tarball with `debootstrap` (or find it cached).
     Rootfs {
-        /// Debian architecture (`arm64`).
+        /// The fixture's name: its Debian architecture (`arm64`), with its
+        /// flavour for a workload fixture (`workload-arm64`).
         arch: String,
         /// The cache file.
         tarball: PathBuf,
+    },
+    /// Copy the crates `Cargo.lock` names out of the host's cargo registry
+    /// (`cargo vendor`), for the cross builds, which run offline.
+    VendorCrates {
+        /// The workspace whose lock file is vendored.
+        workspace: PathBuf,
+    },
+    /// Compile a static `qus-register` for another CPU in its cross
+    /// builder image (or find it cached).
+    CrossCompile {
+        /// The target CPU (`aarch64`).
+        machine: String,
+        /// The cached binary.
+        binary: PathBuf,
     },
 }
 

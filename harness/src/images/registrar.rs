@@ -7,8 +7,10 @@
 //! keeps those flags away from build scripts and proc macros (which must
 //! stay dynamic) and puts the binary in its own target directory, so the
 //! workspace's ordinary builds are not invalidated. Whatever the source, the
-//! binary must be a static ELF file for this host's CPU
-//! (`qus_registrar::elf`): the images are `FROM scratch`, with no loader.
+//! binary must be a static ELF file for the CPU it is meant for
+//! ([`check_static`], through `qus_registrar::elf`): the images are
+//! `FROM scratch`, with no loader. Binaries for other CPUs come from
+//! `cross.rs`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -34,12 +36,32 @@ pub enum RegistrarSource {
     Workspace(PathBuf),
     /// Use this prebuilt binary (`--registrar PATH`).
     File(PathBuf),
+    /// Cross-compile it from the workspace for another CPU (`aarch64`) in
+    /// a Debian builder image ([`cross_registrar`](super::cross_registrar)).
+    /// `images build` does not build images for other hosts yet and refuses
+    /// this source.
+    Cross {
+        /// The target CPU as QEMU names it, or an alias (`arm64`).
+        machine: String,
+    },
 }
 
 impl Default for RegistrarSource {
     /// The workspace this harness was compiled from.
     fn default() -> Self {
         RegistrarSource::Workspace(workspace_root())
+    }
+}
+
+/// Why `images build` refuses [`RegistrarSource::Cross`]: the images
+/// around the registrar (emulators, tags) are still this host's.
+pub(crate) fn not_for_images(machine: &str) -> ImageBuildError {
+    ImageBuildError::InvalidOption {
+        what: "registrar source",
+        value: format!("cross:{machine}"),
+        reason: "images for other hosts are not built yet; \
+                 `qus-harness images registrar --arch <cpu>` builds the binary alone"
+            .to_owned(),
     }
 }
 
@@ -101,6 +123,24 @@ fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 /// Reads and checks the binary at `path`: a static ELF executable for the
 /// host's CPU `machine` that answers `--version`.
 pub(crate) async fn load(path: &Path, machine: &str) -> Result<Registrar, ImageBuildError> {
+    let bytes = check_static(path, machine, "this host's CPU")?;
+    let version = version(path).await?;
+    Ok(Registrar {
+        sha256: sha256_bytes(&bytes),
+        bytes,
+        version,
+    })
+}
+
+/// Reads the binary at `path` and checks that it is a static ELF
+/// executable for the CPU `machine` (a QEMU target name; one the table
+/// does not know is not checked), which messages call `what` (`this host's
+/// CPU`); returns its bytes.
+pub(crate) fn check_static(
+    path: &Path,
+    machine: &str,
+    what: &str,
+) -> Result<Vec<u8>, ImageBuildError> {
     let header = elf::read_file(path).map_err(|source| ImageBuildError::Elf {
         path: path.to_owned(),
         source,
@@ -115,20 +155,15 @@ pub(crate) async fn load(path: &Path, machine: &str) -> Result<Registrar, ImageB
         });
     }
     let bytes = std::fs::read(path).map_err(ImageBuildError::io("read", path))?;
-    if let Some(host) = targets::find(machine) {
-        if !elf::matches(host, &bytes) {
-            return Err(ImageBuildError::UnusableRegistrar {
-                path: path.to_owned(),
-                reason: format!("it is not an executable for this host's CPU `{machine}`"),
-            });
-        }
+    if let Some(target) = targets::find(machine)
+        && !elf::matches(target, &bytes)
+    {
+        return Err(ImageBuildError::UnusableRegistrar {
+            path: path.to_owned(),
+            reason: format!("it is not an executable for {what} `{machine}`"),
+        });
     }
-    let version = version(path).await?;
-    Ok(Registrar {
-        sha256: sha256_bytes(&bytes),
-        bytes,
-        version,
-    })
+    Ok(bytes)
 }
 
 /// `0.1.0` from `qus-register 0.1.0`.

@@ -2,10 +2,14 @@
 //! cached as tarballs keyed by recipe.
 //!
 //! The main items are [`DebianArch`] (the architectures bookworm ships,
-//! with their QEMU target and `uname -m`), [`RootfsRecipe`] (what decides a
-//! root filesystem's content) and [`ensure_tarball`]. A tarball lives at
-//! `<cache>/rootfs/<arch>-<recipe>.tar.gz`; it is rebuilt only when absent,
-//! and replaces any tarball of the same architecture with another recipe.
+//! with their QEMU target and `uname -m`), [`Flavor`] (what a fixture holds
+//! besides `minbase`: nothing, or the workload scenarios' toolchains),
+//! [`RootfsRecipe`] (what decides a root filesystem's content) and
+//! [`ensure_tarball`]. A tarball lives at
+//! `<cache>/rootfs/<stem>-<recipe>.tar.gz`, the stem being the architecture
+//! (`arm64`) or the flavoured name (`workload-arm64`); it is rebuilt only
+//! when absent, and replaces any tarball of the same stem with another
+//! recipe.
 //! `debootstrap` runs in a work directory under the cache (same file
 //! system, so the finished tarball is renamed into place atomically) that
 //! is removed afterwards, unmounting what a killed `debootstrap` left
@@ -38,6 +42,68 @@ const TAR_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// How many lines of `debootstrap.log` a failure keeps.
 const LOG_TAIL_LINES: usize = 20;
+
+/// What the workload fixtures add to `minbase` (`debootstrap --include`,
+/// sorted): the compilers, interpreters and tools the `workload` scenarios
+/// run under emulation (C and C++ builds, `pip install`, Node.js worker
+/// threads, `sudo`, `make`), and the CA certificates `pip` needs for HTTPS.
+/// Installing them in each run under emulation would take minutes.
+pub const WORKLOAD_PACKAGES: [&str; 9] = [
+    "ca-certificates",
+    "g++",
+    "gcc",
+    "libc6-dev",
+    "make",
+    "nodejs",
+    "python3",
+    "python3-pip",
+    "sudo",
+];
+
+/// What a root filesystem fixture holds besides `debootstrap --variant`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Flavor {
+    /// Nothing more: `qus-fixtures/<arch>:<suite>`.
+    Base,
+    /// [`WORKLOAD_PACKAGES`]: `qus-fixtures/workload-<arch>:<suite>`.
+    Workload,
+}
+
+impl Flavor {
+    /// Every flavour.
+    pub const ALL: [Flavor; 2] = [Flavor::Base, Flavor::Workload];
+
+    /// The packages it adds to `minbase`.
+    pub fn packages(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Base => &[],
+            Flavor::Workload => &WORKLOAD_PACKAGES,
+        }
+    }
+
+    /// The fixture's name for `arch`: its image repository below the
+    /// fixture prefix and its cache file's stem (`arm64`, `workload-arm64`).
+    pub fn stem(self, arch: DebianArch) -> String {
+        match self {
+            Flavor::Base => arch.to_string(),
+            Flavor::Workload => format!("{WORKLOAD_PREFIX}{arch}"),
+        }
+    }
+
+    /// The flavour and architecture a fixture name stands for (the inverse
+    /// of [`stem`](Flavor::stem)); `None` for any other name.
+    pub fn parse_stem(name: &str) -> Option<(Flavor, DebianArch)> {
+        let (flavor, arch) = match name.strip_prefix(WORKLOAD_PREFIX) {
+            Some(arch) => (Flavor::Workload, arch),
+            None => (Flavor::Base, name),
+        };
+        let arch = DebianArch::ALL.into_iter().find(|a| a.as_str() == arch)?;
+        Some((flavor, arch))
+    }
+}
+
+/// The name prefix of [`Flavor::Workload`] fixtures.
+const WORKLOAD_PREFIX: &str = "workload-";
 
 /// A Debian architecture of bookworm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -84,6 +150,14 @@ impl DebianArch {
         DebianArch::S390x,
         DebianArch::I386,
     ];
+
+    /// The [`Flavor::Workload`] fixtures built by default: the native
+    /// baseline (amd64) and the two emulated architectures the workload
+    /// scenarios run on. s390x rather than riscv64: bookworm has it (riscv64
+    /// starts with trixie), so the three run the same package versions and
+    /// the slowdown compares like with like, and it is big-endian.
+    pub const WORKLOADS: [DebianArch; 3] =
+        [DebianArch::Amd64, DebianArch::Arm64, DebianArch::S390x];
 
     /// Debian's name (`arm64`).
     pub fn as_str(self) -> &'static str {
@@ -165,6 +239,10 @@ impl FromStr for DebianArch {
 /// Everything that decides a root filesystem's content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RootfsRecipe {
+    /// Only names the fixture (its cache file's stem); what it holds is in
+    /// `include`, so the base fixtures' recipes are those of before
+    /// flavours existed.
+    pub(crate) flavor: Flavor,
     pub(crate) arch: DebianArch,
     pub(crate) suite: String,
     pub(crate) variant: String,
@@ -178,6 +256,7 @@ impl RootfsRecipe {
     #[cfg(test)]
     pub(crate) fn bookworm(arch: DebianArch) -> Self {
         RootfsRecipe {
+            flavor: Flavor::Base,
             arch,
             suite: "bookworm".into(),
             variant: "minbase".into(),
@@ -198,11 +277,21 @@ impl RootfsRecipe {
             .finish()
     }
 
-    /// `<cache>/rootfs/<arch>-<recipe>.tar.gz`.
+    /// The fixture's name: `arm64`, `workload-arm64`.
+    pub(crate) fn stem(&self) -> String {
+        self.flavor.stem(self.arch)
+    }
+
+    /// `<cache>/rootfs/<stem>-<recipe>.tar.gz`.
     pub(crate) fn tarball(&self, cache_dir: &Path) -> PathBuf {
-        cache_dir
-            .join("rootfs")
-            .join(format!("{}-{}.tar.gz", self.arch, self.hash()))
+        self.tarball_in(&cache_dir.join("rootfs"))
+    }
+
+    /// `<dir>/<stem>-<recipe>.tar.gz`: the tarball's name in a cache
+    /// directory of its own (the cross builders keep theirs apart from the
+    /// fixtures', so that neither replaces the other's).
+    pub(crate) fn tarball_in(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("{}-{}.tar.gz", self.stem(), self.hash()))
     }
 
     /// The `debootstrap` arguments after the program name.
@@ -230,11 +319,21 @@ pub(crate) async fn ensure_tarball(
     cache_dir: &Path,
     progress: &dyn Progress,
 ) -> Result<(PathBuf, bool), ImageBuildError> {
-    let tarball = recipe.tarball(cache_dir);
+    ensure_tarball_at(recipe, recipe.tarball(cache_dir), progress).await
+}
+
+/// [`ensure_tarball`] for a tarball named by [`RootfsRecipe::tarball_in`]:
+/// tarballs of the same architecture with another recipe in its directory
+/// are removed once it is made.
+pub(crate) async fn ensure_tarball_at(
+    recipe: &RootfsRecipe,
+    tarball: PathBuf,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, bool), ImageBuildError> {
     let timer = StepTimer::start(
         progress,
         Step::Rootfs {
-            arch: recipe.arch.to_string(),
+            arch: recipe.stem(),
             tarball: tarball.clone(),
         },
     );
@@ -254,7 +353,7 @@ async fn make_tarball(recipe: &RootfsRecipe, tarball: &Path) -> Result<(), Image
     let dir = tarball
         .parent()
         .expect("a cache tarball path has a parent directory");
-    let work = WorkDir::create(dir, &format!(".work-{}", recipe.arch))?;
+    let work = WorkDir::create(dir, &format!(".work-{}", recipe.stem()))?;
     let root = work.path().join("root");
     let result = Invocation::new(DEBOOTSTRAP)
         .args(recipe.debootstrap_args(&root))
@@ -305,7 +404,7 @@ async fn make_tarball(recipe: &RootfsRecipe, tarball: &Path) -> Result<(), Image
         .await?;
     std::fs::rename(&packed, tarball)
         .map_err(ImageBuildError::io("move into the cache", tarball))?;
-    remove_other_recipes(dir, recipe.arch, tarball);
+    remove_other_recipes(dir, &recipe.stem(), tarball);
     Ok(())
 }
 
@@ -331,9 +430,10 @@ fn clean(root: &Path) -> Result<(), ImageBuildError> {
     Ok(())
 }
 
-/// Removes `<arch>-*.tar.gz` files other than `keep`: a recipe changed.
-fn remove_other_recipes(dir: &Path, arch: DebianArch, keep: &Path) {
-    let prefix = format!("{arch}-");
+/// Removes `<stem>-<recipe>.tar.gz` files other than `keep`: a recipe
+/// changed. `arm64-*` never matches a `workload-arm64-*` file.
+fn remove_other_recipes(dir: &Path, stem: &str, keep: &Path) {
+    let prefix = format!("{stem}-");
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -346,10 +446,11 @@ fn remove_other_recipes(dir: &Path, arch: DebianArch, keep: &Path) {
             .and_then(|rest| rest.strip_suffix(".tar.gz"));
         let is_recipe =
             stem.is_some_and(|h| h.len() == 16 && h.chars().all(|c| c.is_ascii_hexdigit()));
-        if is_recipe && path != keep {
-            if let Err(err) = std::fs::remove_file(&path) {
-                tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
-            }
+        if is_recipe
+            && path != keep
+            && let Err(err) = std::fs::remove_file(&path)
+        {
+            tracing::warn!(path = %path.display(), error = %err, "failed to remove an old root filesystem");
         }
     }
 }
@@ -431,6 +532,58 @@ mod tests {
     }
 
     #[test]
+    fn base_recipes_did_not_change_with_flavours() {
+        // Taken from the cache file names the code wrote before flavours
+        // existed (`/var/cache/qus/rootfs/arm64-aa2b5d6004a553b4.tar.gz`):
+        // adding flavours must not invalidate anyone's cache.
+        assert_eq!(recipe().hash(), "aa2b5d6004a553b4");
+        assert_eq!(
+            RootfsRecipe::bookworm(DebianArch::S390x).hash(),
+            "529ec186ce4b51a7"
+        );
+    }
+
+    #[test]
+    fn flavours_name_their_fixtures_and_cache_files() {
+        assert_eq!(Flavor::Base.stem(DebianArch::Arm64), "arm64");
+        assert_eq!(Flavor::Workload.stem(DebianArch::S390x), "workload-s390x");
+        for flavor in Flavor::ALL {
+            for arch in DebianArch::ALL {
+                assert_eq!(Flavor::parse_stem(&flavor.stem(arch)), Some((flavor, arch)));
+            }
+        }
+        for other in [
+            "probe",
+            "workload-",
+            "workload-sparc",
+            "aarch64",
+            "Workload-arm64",
+            "",
+        ] {
+            assert_eq!(Flavor::parse_stem(other), None, "{other}");
+        }
+        assert!(Flavor::Base.packages().is_empty());
+        let mut sorted = WORKLOAD_PACKAGES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted, WORKLOAD_PACKAGES, "sorted and unique");
+        let workload = RootfsRecipe {
+            flavor: Flavor::Workload,
+            include: WORKLOAD_PACKAGES.map(str::to_owned).to_vec(),
+            ..recipe()
+        };
+        let name = workload.tarball(Path::new("/c"));
+        assert_eq!(
+            name,
+            PathBuf::from(format!(
+                "/c/rootfs/workload-arm64-{}.tar.gz",
+                workload.hash()
+            ))
+        );
+        assert_ne!(workload.hash(), recipe().hash());
+    }
+
+    #[test]
     fn debootstrap_gets_variant_arch_suite_dir_and_mirror() {
         let with_include = RootfsRecipe {
             include: vec!["ca-certificates".into(), "gcc".into()],
@@ -479,10 +632,12 @@ mod tests {
             "arm64-fedcba9876543210.tar.gz",
             "armhf-fedcba9876543210.tar.gz",
             "arm64-notes.tar.gz",
+            "workload-arm64-fedcba9876543210.tar.gz",
+            "workload-arm64-0011223344556677.tar.gz",
         ] {
             std::fs::write(dir.path().join(name), b"x").unwrap();
         }
-        remove_other_recipes(dir.path(), DebianArch::Arm64, &keep);
+        remove_other_recipes(dir.path(), "arm64", &keep);
         let mut left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -493,8 +648,20 @@ mod tests {
             [
                 "arm64-0123456789abcdef.tar.gz",
                 "arm64-notes.tar.gz",
-                "armhf-fedcba9876543210.tar.gz"
+                "armhf-fedcba9876543210.tar.gz",
+                "workload-arm64-0011223344556677.tar.gz",
+                "workload-arm64-fedcba9876543210.tar.gz",
             ]
         );
+        // A workload recipe replaces only workload tarballs.
+        let keep = dir.path().join("workload-arm64-0011223344556677.tar.gz");
+        remove_other_recipes(dir.path(), "workload-arm64", &keep);
+        assert!(
+            !dir.path()
+                .join("workload-arm64-fedcba9876543210.tar.gz")
+                .exists()
+        );
+        assert!(keep.exists());
+        assert!(dir.path().join("arm64-0123456789abcdef.tar.gz").exists());
     }
 }

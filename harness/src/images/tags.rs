@@ -13,10 +13,21 @@
 //! `<from>` is the host architecture as `uname -m` names it (`x86_64`),
 //! `<to>` the emulator's name (`aarch64`), `<version>` the image version
 //! (`7.2.0-1`, see [`image_version`](super::image_version)).
+//!
+//! Several versions live side by side in one repository: the versioned
+//! tags (`<version>`, `<to>-<version>`, `<from>-<to>-<version>`) always
+//! name their version's images, and an unversioned one (`latest`, `<to>`,
+//! `<from>-<to>`) names the newest version built that has it. A build
+//! therefore moves an unversioned tag only when the image it names now is
+//! not of a newer version ([`stays_on_newer`]); the version of an image is
+//! its `org.opencontainers.image.version` label. `register` has no
+//! version: every build updates it.
 
 use std::sync::LazyLock;
 
 use regex::Regex;
+
+use super::version::ImageVersion;
 
 /// `latest`'s tags: `<repo>:latest` first, then `<repo>:<version>`.
 pub fn latest_tags(repo: &str, version: &str) -> Vec<String> {
@@ -36,6 +47,23 @@ pub fn target_tags(repo: &str, from: &str, to: &str, version: &str) -> Vec<Strin
         format!("{repo}:{to}-{version}"),
         format!("{repo}:{to}"),
     ]
+}
+
+/// Whether `tag` (`<repo>:<tag>`) names version `version`: its tag part
+/// is `<version>` or ends with `-<version>`.
+pub(crate) fn is_versioned(tag: &str, version: &str) -> bool {
+    let (_, tag) = super::engine::split_reference(tag);
+    tag == version || tag.ends_with(&format!("-{version}"))
+}
+
+/// Whether an unversioned tag naming an image labelled with version
+/// `current` stays there when `building` is built: only when `current` is
+/// a newer image version. An image without the label, or with one that is
+/// not an image version, is replaced.
+pub(crate) fn stays_on_newer(current: Option<&str>, building: &ImageVersion) -> bool {
+    current
+        .and_then(|v| v.parse::<ImageVersion>().ok())
+        .is_some_and(|current| current > *building)
 }
 
 /// Checks a repository name as the engine will (`[host[:port]/]path`,
@@ -111,6 +139,36 @@ mod tests {
                 "r:aarch64"
             ]
         );
+    }
+
+    #[test]
+    fn versioned_tags_are_told_apart() {
+        let version = "11.1.3-1";
+        for tag in latest_tags("r", version).into_iter().chain(target_tags(
+            "localhost:5000/r",
+            "x86_64",
+            "aarch64",
+            version,
+        )) {
+            let unversioned = tag.ends_with(":latest")
+                || tag.ends_with(":x86_64-aarch64")
+                || tag.ends_with(":aarch64");
+            assert_eq!(is_versioned(&tag, version), !unversioned, "{tag}");
+        }
+        assert!(!is_versioned("r:register", version));
+        assert!(!is_versioned("r:aarch64-10.0.13-1", version));
+    }
+
+    #[test]
+    fn unversioned_tags_stay_only_on_newer_versions() {
+        let building: ImageVersion = "10.0.13-1".parse().unwrap();
+        assert!(stays_on_newer(Some("11.1.3-1"), &building));
+        assert!(stays_on_newer(Some("10.0.13-2"), &building));
+        assert!(!stays_on_newer(Some("10.0.13-1"), &building));
+        assert!(!stays_on_newer(Some("10.0.2-1"), &building));
+        assert!(!stays_on_newer(Some("9.2.0-1"), &building));
+        assert!(!stays_on_newer(Some("custom"), &building));
+        assert!(!stays_on_newer(None, &building));
     }
 
     #[test]

@@ -29,9 +29,15 @@ pub(crate) struct Tool {
     pub(crate) hint: &'static str,
 }
 
-/// `apt-get download`.
+/// `apt-get update` and `apt-get download`.
 pub(crate) const APT_GET: Tool = Tool {
     program: "apt-get",
+    hint: "install the Debian package `apt`, or pass the package with `--deb PATH`",
+};
+
+/// `apt-cache show`: the versions a suite offers.
+pub(crate) const APT_CACHE: Tool = Tool {
+    program: "apt-cache",
     hint: "install the Debian package `apt`, or pass the package with `--deb PATH`",
 };
 

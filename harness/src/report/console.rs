@@ -6,8 +6,12 @@
 //! instance. Either way a finished instance prints the same lines, a failure
 //! shows its message and the tail of the failing step's output, and the run
 //! ends with a summary whose first line, `N passed, N failed, N skipped`, CI
-//! parsers read. The caller decides the mode and owns the writer; this
-//! module does not decide whether it runs on a terminal.
+//! parsers read. A run with `--qemu` names each QEMU in its header, each
+//! baseline registration, the QEMU of every instance line when there are
+//! several, a warning when another QEMU ran than the one asked for, and a
+//! count line per QEMU; workload scenarios end with a table of their
+//! timings ([`super::tables`]). The caller decides the mode and owns the
+//! writer; this module does not decide whether it runs on a terminal.
 //!
 //! Every result line goes to the caller's writer. The interactive progress
 //! display is the one exception: indicatif redraws it by letting lines wrap
@@ -25,9 +29,10 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
 
-use super::events::{Event, InstanceId, Stream};
-use super::model::{HostState, RunSummary, ScenarioResult, Status, StepRecord};
+use super::events::{Event, InstanceId, InstanceKey, QemuInfo, Stream};
+use super::model::{Collector, HostState, RunSummary, ScenarioResult, Status, StepRecord};
 use super::reporter::{ReportError, Reporter};
+use super::tables;
 
 /// How many lines of a failing step's stdout and stderr a failure shows.
 const TAIL_LINES: usize = 10;
@@ -62,11 +67,16 @@ pub struct ConsoleReporter {
     /// `RunStarted` and `RunFinished`.
     progress: Option<Progress>,
     /// Streamed output not yet ending in a newline, per instance and stream.
-    partial: BTreeMap<(String, Stream), String>,
-    /// Instances that did not pass or skip, for the recap at the end.
-    not_passed: BTreeMap<String, Status>,
+    partial: BTreeMap<(InstanceKey, Stream), String>,
+    /// Instances that did not pass or skip (their label and outcome), for
+    /// the recap at the end.
+    not_passed: BTreeMap<InstanceKey, (String, Status)>,
     /// The host restore, once reported.
     host_state: Option<HostState>,
+    /// The QEMUs of the run, from `RunStarted`.
+    qemus: Vec<QemuInfo>,
+    /// The results so far, for the per-QEMU counts and workload tables.
+    collector: Collector,
 }
 
 impl ConsoleReporter {
@@ -81,7 +91,14 @@ impl ConsoleReporter {
             partial: BTreeMap::new(),
             not_passed: BTreeMap::new(),
             host_state: None,
+            qemus: Vec::new(),
+            collector: Collector::new(),
         }
+    }
+
+    /// How lines name `instance`: with its QEMU when the run has several.
+    fn label(&self, instance: &InstanceId) -> String {
+        instance.label(self.qemus.len() > 1)
     }
 
     /// Draws the interactive progress display into the writer, as ANSI
@@ -106,10 +123,8 @@ impl ConsoleReporter {
 
     /// Appends a chunk of streamed output and prints the lines it completes.
     fn stream(&mut self, instance: &InstanceId, stream: Stream, chunk: &str) {
-        let buffer = self
-            .partial
-            .entry((instance.id.clone(), stream))
-            .or_default();
+        let label = self.label(instance);
+        let buffer = self.partial.entry((instance.key(), stream)).or_default();
         buffer.push_str(chunk);
         let Some(end) = buffer.rfind('\n') else {
             return;
@@ -118,7 +133,7 @@ impl ConsoleReporter {
         let mut text = String::new();
         for line in complete.lines() {
             // Writing to a String cannot fail.
-            let _ = writeln!(text, "{} {stream}: {line}", instance.id);
+            let _ = writeln!(text, "{label} {stream}: {line}");
         }
         self.emit(&text);
     }
@@ -126,11 +141,12 @@ impl ConsoleReporter {
     /// Prints what is left of an instance's streamed output.
     fn flush_stream(&mut self, instance: &InstanceId) {
         let mut text = String::new();
+        let label = self.label(instance);
         for stream in [Stream::Stdout, Stream::Stderr] {
-            if let Some(rest) = self.partial.remove(&(instance.id.clone(), stream)) {
-                if !rest.is_empty() {
-                    let _ = writeln!(text, "{} {stream}: {rest}", instance.id);
-                }
+            if let Some(rest) = self.partial.remove(&(instance.key(), stream))
+                && !rest.is_empty()
+            {
+                let _ = writeln!(text, "{label} {stream}: {rest}");
             }
         }
         self.emit(&text);
@@ -139,7 +155,7 @@ impl ConsoleReporter {
     /// Counts an instance as done on the progress bar and drops its spinner.
     fn instance_done(&mut self, instance: &InstanceId) {
         if let Some(progress) = &mut self.progress {
-            if let Some(spinner) = progress.spinners.remove(&instance.id) {
+            if let Some(spinner) = progress.spinners.remove(&instance.key()) {
                 spinner.finish_and_clear();
                 progress.multi.remove(&spinner);
             }
@@ -150,6 +166,7 @@ impl ConsoleReporter {
 
 impl Reporter for ConsoleReporter {
     fn handle(&mut self, event: &Event) {
+        self.collector.handle(event);
         match event {
             Event::RunStarted {
                 run_id,
@@ -157,19 +174,38 @@ impl Reporter for ConsoleReporter {
                 instances,
                 jobs,
                 started_at: _,
+                qemus,
             } => {
-                self.emit(&format!(
+                self.qemus = qemus.clone();
+                let mut text = format!(
                     "running {instances} {} on `{runtime}` with {jobs} {} (run {run_id})\n",
                     plural(*instances, "instance", "instances"),
                     plural(*jobs, "job", "jobs"),
-                ));
+                );
+                for qemu in qemus {
+                    let debian = qemu
+                        .debian_version
+                        .as_deref()
+                        .map(|d| format!(" (Debian {d})"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        text,
+                        "{INDENT}qemu {}: image version {}{debian}",
+                        qemu.name, qemu.version
+                    );
+                }
+                self.emit(&text);
                 if self.mode == ConsoleMode::Interactive {
                     self.progress = Some(Progress::new(&self.out, self.term_width, *instances));
                 }
             }
+            Event::QemuBaselineRegistered { qemu, result } => {
+                self.emit(&tables::baseline_line(qemu, result));
+            }
             Event::ScenarioStarted { instance } => {
+                let label = self.label(instance);
                 if let Some(progress) = &mut self.progress {
-                    progress.start(instance);
+                    progress.start(instance.key(), label);
                 }
             }
             Event::StepStarted {
@@ -178,11 +214,11 @@ impl Reporter for ConsoleReporter {
                 index,
                 name,
             } => {
-                if let Some(progress) = &self.progress {
-                    if let Some(spinner) = progress.spinners.get(&instance.id) {
-                        spinner.set_message(format!("{phase}[{index}] {name}"));
-                        spinner.reset_elapsed();
-                    }
+                if let Some(progress) = &self.progress
+                    && let Some(spinner) = progress.spinners.get(&instance.key())
+                {
+                    spinner.set_message(format!("{phase}[{index}] {name}"));
+                    spinner.reset_elapsed();
                 }
             }
             Event::StepOutput {
@@ -209,7 +245,7 @@ impl Reporter for ConsoleReporter {
                     };
                     self.emit(&format!(
                         "{} {phase}[{index}] {name}: {} ({}{attempts})\n",
-                        instance.id,
+                        self.label(instance),
                         result.status,
                         Secs(result.duration),
                     ));
@@ -217,15 +253,17 @@ impl Reporter for ConsoleReporter {
             }
             Event::ScenarioFinished { instance, result } => {
                 self.flush_stream(instance);
+                let label = self.label(instance);
                 if result.status.is_failure() {
-                    self.not_passed.insert(instance.id.clone(), result.status);
+                    self.not_passed
+                        .insert(instance.key(), (label.clone(), result.status));
                 }
                 self.instance_done(instance);
-                self.emit(&finished_block(instance, result));
+                self.emit(&finished_block(&label, result));
             }
             Event::ScenarioSkipped { instance, reason } => {
                 self.instance_done(instance);
-                self.emit(&format!("SKIP  {}: {reason}\n", instance.id));
+                self.emit(&format!("SKIP  {}: {reason}\n", self.label(instance)));
             }
             Event::HostStateRestored { entries, changed } => {
                 self.host_state = Some(HostState {
@@ -237,7 +275,16 @@ impl Reporter for ConsoleReporter {
                 if let Some(progress) = self.progress.take() {
                     progress.clear();
                 }
-                self.emit(&summary_block(summary, self.host_state, &self.not_passed));
+                let report = self.collector.report();
+                let mut text = tables::workload_tables(&report);
+                text.push_str(&summary_block(summary, self.host_state, &self.not_passed));
+                let qemu_lines = tables::qemu_summary_lines(&report);
+                // The per-QEMU counts follow the counts line, which stays
+                // the first line of the summary.
+                if let Some(at) = text.find("\nfinished in ") {
+                    text.insert_str(at + 1, &qemu_lines);
+                }
+                self.emit(&text);
             }
         }
     }
@@ -280,29 +327,37 @@ impl fmt::Display for Secs {
     }
 }
 
-/// The lines for a finished instance: its status line, then for a failure
-/// the reason and the failing step's command and output tail, and for a pass
-/// the steps that needed retries.
-fn finished_block(instance: &InstanceId, result: &ScenarioResult) -> String {
+/// The lines for a finished instance (`name` is how it is shown): its
+/// status line, then for a failure the reason and the failing step's
+/// command and output tail, for a pass the steps that needed retries, and a
+/// warning when another QEMU ran than the one asked for.
+fn finished_block(name: &str, result: &ScenarioResult) -> String {
     if result.status == Status::Skipped {
         // Skipped after starting, e.g. a requirement found unmet on the host:
         // the same line as an instance skipped up front.
         let reason = result.failure.as_deref().unwrap_or("skipped at run time");
-        return format!("SKIP  {}: {reason}\n", instance.id);
+        return format!("SKIP  {name}: {reason}\n");
     }
     let mut text = format!(
-        "{}  {}  {}\n",
+        "{}  {}  {name}\n",
         label(result.status),
         Secs(result.duration),
-        instance.id
     );
+    if let Some(ran) = &result.qemu_ran {
+        if let Some(mismatch) = &ran.mismatch {
+            let _ = writeln!(text, "{INDENT}warning: {mismatch}");
+        }
+        if let Some(error) = &ran.error {
+            let _ = writeln!(text, "{INDENT}note: cannot tell which QEMU ran: {error}");
+        }
+    }
     if let Some(failure) = &result.failure {
         push_indented(&mut text, INDENT, failure);
     }
-    if result.status.is_failure() {
-        if let Some(step) = result.failing_step() {
-            failing_step_lines(&mut text, step);
-        }
+    if result.status.is_failure()
+        && let Some(step) = result.failing_step()
+    {
+        failing_step_lines(&mut text, step);
     }
     for (phase, index, name, step) in &result.steps {
         if step.attempts > 1 && !step.status.is_failure() {
@@ -383,13 +438,13 @@ fn push_indented(text: &mut String, indent: &str, message: &str) {
 fn summary_block(
     summary: &RunSummary,
     host_state: Option<HostState>,
-    not_passed: &BTreeMap<String, Status>,
+    not_passed: &BTreeMap<InstanceKey, (String, Status)>,
 ) -> String {
     let mut text = String::from("\n");
     if !not_passed.is_empty() {
         text.push_str("not passed:\n");
-        for (id, status) in not_passed {
-            let _ = writeln!(text, "{INDENT}{:<7}  {id}", label(*status));
+        for (name, status) in not_passed.values() {
+            let _ = writeln!(text, "{INDENT}{:<7}  {name}", label(*status));
         }
     }
     // This line's shape is a contract with CI log parsers: keep it alone on
@@ -468,10 +523,10 @@ impl SharedOut {
     fn with(&self, f: impl FnOnce(&mut dyn Write) -> io::Result<()>) {
         // A panic elsewhere while holding the lock leaves the writer usable.
         let mut state = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.error.is_none() {
-            if let Err(error) = f(&mut state.writer) {
-                state.error = Some(error);
-            }
+        if state.error.is_none()
+            && let Err(error) = f(&mut state.writer)
+        {
+            state.error = Some(error);
         }
     }
 
@@ -497,8 +552,8 @@ struct Progress {
     multi: MultiProgress,
     /// Instances done out of planned; kept below the spinners.
     bar: ProgressBar,
-    /// One per running instance, by id.
-    spinners: BTreeMap<String, ProgressBar>,
+    /// One per running instance.
+    spinners: BTreeMap<InstanceKey, ProgressBar>,
     spinner_style: ProgressStyle,
 }
 
@@ -532,16 +587,16 @@ impl Progress {
         }
     }
 
-    fn start(&mut self, instance: &InstanceId) {
+    fn start(&mut self, key: InstanceKey, label: String) {
         let spinner = self.multi.insert_before(
             &self.bar,
             ProgressBar::new_spinner()
                 .with_style(self.spinner_style.clone())
-                .with_prefix(instance.id.clone())
+                .with_prefix(label)
                 .with_message("starting"),
         );
         spinner.enable_steady_tick(TICK);
-        self.spinners.insert(instance.id.clone(), spinner);
+        self.spinners.insert(key, spinner);
     }
 
     fn clear(self) {
@@ -666,6 +721,64 @@ mod tests {
         insta::assert_snapshot!(render(ConsoleMode::Plain, false));
     }
 
+    fn render_matrix() -> String {
+        let buffer = Buffer::default();
+        let mut reporter =
+            ConsoleReporter::new(Box::new(buffer.clone()), ConsoleMode::Plain, false);
+        for event in script::matrix_events() {
+            reporter.handle(&event);
+        }
+        reporter.finish().unwrap();
+        buffer.text()
+    }
+
+    #[test]
+    fn plain_matrix_output() {
+        insta::assert_snapshot!(render_matrix());
+    }
+
+    #[test]
+    fn a_matrix_run_names_its_qemus_and_keeps_one_counts_line() {
+        let output = render_matrix();
+        assert!(
+            output
+                .contains("    qemu 10.0: image version 10.0.2-1 (Debian 1:10.0.2+ds-1~bpo12+1)\n"),
+            "{output}"
+        );
+        assert!(
+            output.contains("FAIL  0.45s  probe[arch=aarch64] (qemu 10.0.2-1)\n"),
+            "{output}"
+        );
+        assert!(
+            output.contains("    warning: asked for QEMU 10.0.2-1"),
+            "{output}"
+        );
+        let counts: Vec<&str> = output
+            .lines()
+            .filter(|l| l.contains(" passed, ") && l.contains(" skipped"))
+            .collect();
+        assert_eq!(counts, ["5 passed, 1 failed, 0 skipped"]);
+        assert!(
+            output.contains("qemu 7.2.0-1 (7.2): passed 3, failed 0, skipped 0\n"),
+            "{output}"
+        );
+        assert!(
+            output.contains(
+                "qemu 10.0.2-1 (10.0): passed 2, failed 1, skipped 0; 1 ran another QEMU\n"
+            ),
+            "{output}"
+        );
+        // Workloads: the slowdown against the same QEMU's native run.
+        assert!(
+            output.contains("gcc-build  aarch64    8.00s   2.00s     4.00x"),
+            "{output}"
+        );
+        assert!(
+            output.contains("gcc-build  aarch64    5.00s   2.50s     2.00x"),
+            "{output}"
+        );
+    }
+
     #[test]
     fn plain_verbose_output() {
         insta::assert_snapshot!(render(ConsoleMode::Plain, true));
@@ -703,13 +816,13 @@ mod tests {
         let mut step = StepResult::new(Status::Failed, Duration::from_millis(1_500));
         step.message = Some("exit code: expected 0, got 2\nsecond line".to_owned());
         step.stdout = (1..=25).map(|i| format!("line {i}\n")).collect();
-        let result = ScenarioResult {
-            status: Status::Failed,
-            duration: Duration::from_millis(1_500),
-            steps: vec![(Phase::Main, 0, "run: noisy".to_owned(), step)],
-            failure: None,
-        };
-        let block = finished_block(&instance, &result);
+        let result = ScenarioResult::new(
+            Status::Failed,
+            Duration::from_millis(1_500),
+            vec![(Phase::Main, 0, "run: noisy".to_owned(), step)],
+            None,
+        );
+        let block = finished_block(&instance.id, &result);
         assert!(block.starts_with("FAIL  1.50s  noisy\n"), "{block}");
         assert!(block.contains("    main[0] `run: noisy` failed:\n      exit code: expected 0, got 2\n      second line\n"), "{block}");
         assert!(block.contains("stdout (last 10 of 25 lines):"), "{block}");
@@ -760,14 +873,14 @@ mod tests {
     #[test]
     fn an_instance_skipped_after_starting_prints_a_skip_line() {
         let instance = InstanceId::new("needs-kvm", vec![], vec![], "scenarios/needs-kvm.yaml");
-        let result = ScenarioResult {
-            status: Status::Skipped,
-            duration: Duration::from_millis(40),
-            steps: vec![],
-            failure: Some("requires `/dev/kvm`".to_owned()),
-        };
+        let result = ScenarioResult::new(
+            Status::Skipped,
+            Duration::from_millis(40),
+            vec![],
+            Some("requires `/dev/kvm`".to_owned()),
+        );
         assert_eq!(
-            finished_block(&instance, &result),
+            finished_block(&instance.id, &result),
             "SKIP  needs-kvm: requires `/dev/kvm`\n"
         );
     }

@@ -7,6 +7,7 @@
 //! depend on the scenario model or the runtime. This module does not decide
 //! what a result means; that is [`super::model`].
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -14,11 +15,12 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::model::{RunSummary, ScenarioResult, StepResult};
+use crate::qemu::cmp_optional_versions;
 
 /// Something that happened during a run, in the order the runner saw it.
 ///
 /// Events of different instances interleave when instances run in parallel;
-/// reporters that need a stable order sort by [`InstanceId::id`].
+/// reporters that need a stable order sort by [`InstanceId::key`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// The run began; no instance has started yet.
@@ -33,6 +35,17 @@ pub enum Event {
         instances: usize,
         /// How many instances may run at once.
         jobs: usize,
+        /// The QEMUs of a `--qemu` matrix, oldest first; empty without one.
+        qemus: Vec<QemuInfo>,
+    },
+    /// Before the first instance of a QEMU of the matrix, that QEMU's
+    /// handlers were registered as the baseline its instances run on.
+    QemuBaselineRegistered {
+        /// The QEMU's image version (`11.1.3-1`).
+        qemu: String,
+        /// The registration, as a step's result (failed or errored when
+        /// the handlers could not be registered).
+        result: StepResult,
     },
     /// An instance began its first step.
     ScenarioStarted {
@@ -103,10 +116,15 @@ pub enum Event {
     },
 }
 
-/// One scenario expanded for one point of its matrix.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One scenario expanded for one point of its matrix, run on one QEMU.
+///
+/// Instances are unique, and sorted, by [`InstanceId::key`]: the QEMU, then
+/// the id. The id itself does not name the QEMU, so the reports of two
+/// QEMUs compare instance by instance.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct InstanceId {
-    /// The unique, human-readable id, e.g. `persistent-registration[arch=aarch64]`.
+    /// The human-readable id, unique within one QEMU, e.g.
+    /// `persistent-registration[arch=aarch64]`.
     pub id: String,
     /// The scenario name, e.g. `persistent-registration`.
     pub scenario: String,
@@ -116,11 +134,50 @@ pub struct InstanceId {
     pub tags: Vec<String>,
     /// The scenario file the instance comes from.
     pub file: PathBuf,
+    /// The image version of the QEMU it runs on (`11.1.3-1`), in a run
+    /// with `--qemu`; `None` otherwise.
+    pub qemu: Option<String>,
+    /// The workload axis of a scenario with `workload`: which matrix key
+    /// tells the native run from the emulated ones.
+    pub workload: Option<WorkloadAxis>,
+}
+
+/// The matrix key of a workload scenario and the label of its value whose
+/// instance runs natively (`workload: { native: { arch: native } }`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadAxis {
+    /// The matrix key (`arch`).
+    pub key: String,
+    /// The label of the native value (`native`).
+    pub native: String,
+}
+
+/// What makes an instance unique in a run: its QEMU and its id. Ordered by
+/// QEMU version (none first, then oldest first), then id.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct InstanceKey {
+    /// The QEMU's image version, if the run has a QEMU matrix.
+    pub qemu: Option<String>,
+    /// The instance id.
+    pub id: String,
+}
+
+impl Ord for InstanceKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        cmp_optional_versions(self.qemu.as_deref(), other.qemu.as_deref())
+            .then_with(|| self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for InstanceKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl InstanceId {
     /// Builds an instance whose id is `scenario[key=value,…]`, or just
-    /// `scenario` when the matrix is empty.
+    /// `scenario` when the matrix is empty; no QEMU, no workload.
     pub fn new(
         scenario: impl Into<String>,
         matrix: Vec<(String, String)>,
@@ -140,8 +197,70 @@ impl InstanceId {
             matrix,
             tags,
             file: file.into(),
+            qemu: None,
+            workload: None,
         }
     }
+
+    /// The same instance on the QEMU of image version `qemu`.
+    pub fn with_qemu(mut self, qemu: impl Into<String>) -> Self {
+        self.qemu = Some(qemu.into());
+        self
+    }
+
+    /// The same instance, of a workload scenario.
+    pub fn with_workload(mut self, axis: WorkloadAxis) -> Self {
+        self.workload = Some(axis);
+        self
+    }
+
+    /// What makes it unique in a run.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            qemu: self.qemu.clone(),
+            id: self.id.clone(),
+        }
+    }
+
+    /// The id, followed by ` (qemu <version>)` when `with_qemu` and the
+    /// instance has a QEMU: how people tell the instances of several QEMUs
+    /// apart.
+    pub fn label(&self, with_qemu: bool) -> String {
+        match (&self.qemu, with_qemu) {
+            (Some(qemu), true) => format!("{} (qemu {qemu})", self.id),
+            _ => self.id.clone(),
+        }
+    }
+}
+
+impl Ord for InstanceId {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.key()
+            .cmp(&other.key())
+            .then_with(|| self.scenario.cmp(&other.scenario))
+            .then_with(|| self.matrix.cmp(&other.matrix))
+            .then_with(|| self.tags.cmp(&other.tags))
+            .then_with(|| self.file.cmp(&other.file))
+            .then_with(|| self.workload.cmp(&other.workload))
+    }
+}
+
+impl PartialOrd for InstanceId {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A QEMU of a `--qemu` matrix: the name asked for and what it resolved to.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct QemuInfo {
+    /// The name given to `--qemu` (`11.1`).
+    pub name: String,
+    /// The image version it resolved to (`11.1.3-1`).
+    pub version: String,
+    /// Debian's version of the QEMU package in that image
+    /// (`1:11.1.3+ds-1`), when the image says.
+    pub debian_version: Option<String>,
 }
 
 impl fmt::Display for InstanceId {
@@ -224,6 +343,36 @@ mod tests {
         );
         assert_eq!(id.id, "persistent-registration[arch=aarch64,flags=F]");
         assert_eq!(id.to_string(), id.id);
+    }
+
+    #[test]
+    fn instances_sort_by_qemu_version_then_id() {
+        let at = |id: &str, qemu: Option<&str>| {
+            let i = InstanceId::new(id, vec![], vec![], "f.yaml");
+            match qemu {
+                Some(q) => i.with_qemu(q),
+                None => i,
+            }
+        };
+        let mut ids = [
+            at("b", Some("10.0.2-1")),
+            at("a", Some("10.0.2-1")),
+            at("b", Some("7.2.0-1")),
+            at("z", None),
+        ];
+        ids.sort();
+        let keys: Vec<String> = ids.iter().map(|i| i.label(true)).collect();
+        assert_eq!(
+            keys,
+            [
+                "z",
+                "b (qemu 7.2.0-1)",
+                "a (qemu 10.0.2-1)",
+                "b (qemu 10.0.2-1)"
+            ]
+        );
+        assert_eq!(ids[1].label(false), "b");
+        assert_ne!(ids[1].key(), ids[3].key());
     }
 
     #[test]

@@ -1,12 +1,16 @@
 //! The machine-readable report: [`JsonReporter`], written for `--json FILE`.
 //!
-//! The document mirrors [`RunReport`]: run metadata, the summary, and every
-//! instance (sorted by id) with its steps and their captured output. It
-//! carries `schema_version`; bump [`SCHEMA_VERSION`] whenever a field changes
-//! meaning or disappears (adding a field does not need a bump). Durations are
-//! whole milliseconds and `started_at` is RFC 3339 in UTC. Absent values are
-//! `null`, never left out, so every document has the same shape. The report
-//! is written once, by [`Reporter::finish`].
+//! The document mirrors [`RunReport`]: run metadata, the summary, the QEMUs
+//! of a `--qemu` matrix (`qemus`), and every instance (sorted by QEMU, then
+//! id) with its QEMU, which QEMU actually ran it, its workload timing, and
+//! its steps with their captured output. It carries `schema_version`; bump
+//! [`SCHEMA_VERSION`] whenever a field changes meaning or disappears (adding
+//! a field does not need a bump). Version 2: an instance is unique by
+//! `qemu` and `id` together (an id repeats once per QEMU), with `qemus`,
+//! `qemu`, `qemu_ran` and `workload` added. Durations are whole milliseconds
+//! (workload times are seconds, to the millisecond) and `started_at` is RFC
+//! 3339 in UTC. Absent values are `null`, never left out, so every document
+//! has the same shape. The report is written once, by [`Reporter::finish`].
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
@@ -15,11 +19,14 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 
 use super::events::{Event, Phase};
-use super::model::{Collector, InstanceResult, RunReport, Status, StepResult};
+use super::model::{
+    Collector, InstanceResult, QemuRan, QemuReport, RunReport, RunSummary, Status, StepResult,
+};
 use super::reporter::{ReportError, Reporter, write_file};
+use super::workload::WorkloadResult;
 
 /// The version of the JSON document's shape.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Writes the JSON report to a file at the end of the run.
 #[derive(Debug)]
@@ -48,6 +55,7 @@ impl Reporter for JsonReporter {
         match event {
             Event::RunFinished { .. } => self.report = Some(self.collector.report()),
             Event::RunStarted { .. }
+            | Event::QemuBaselineRegistered { .. }
             | Event::ScenarioStarted { .. }
             | Event::StepStarted { .. }
             | Event::StepOutput { .. }
@@ -85,6 +93,17 @@ pub fn to_string(report: &RunReport) -> Result<String, serde_json::Error> {
 /// Whole milliseconds, saturating.
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Seconds, to the millisecond.
+fn seconds(duration: Duration) -> f64 {
+    // Whole milliseconds first, so the value prints without float noise.
+    millis(duration) as f64 / 1000.0
+}
+
+/// A ratio, to three decimals.
+fn ratio(value: f64) -> f64 {
+    (value * 1000.0).round() / 1000.0
 }
 
 /// Formats a time as RFC 3339 in UTC with milliseconds, e.g.
@@ -148,6 +167,7 @@ struct Document<'a> {
     started_at: String,
     duration_ms: u64,
     summary: Summary,
+    qemus: Vec<Qemu<'a>>,
     instances: Vec<Instance<'a>>,
 }
 
@@ -160,15 +180,8 @@ impl<'a> Document<'a> {
             runtime: &report.info.runtime,
             started_at: rfc3339_utc(report.info.started_at),
             duration_ms: millis(summary.duration),
-            summary: Summary {
-                passed: summary.passed,
-                failed: summary.failed,
-                skipped: summary.skipped,
-                errored: summary.errored,
-                timed_out: summary.timed_out,
-                host_state_restored: summary.host_state_restored,
-                exit_code: summary.exit_code(),
-            },
+            summary: Summary::new(summary),
+            qemus: report.qemus.iter().map(Qemu::new).collect(),
             instances: report.instances.iter().map(Instance::new).collect(),
         }
     }
@@ -185,9 +198,115 @@ struct Summary {
     exit_code: i32,
 }
 
+impl Summary {
+    fn new(summary: &RunSummary) -> Self {
+        Self {
+            passed: summary.passed,
+            failed: summary.failed,
+            skipped: summary.skipped,
+            errored: summary.errored,
+            timed_out: summary.timed_out,
+            host_state_restored: summary.host_state_restored,
+            exit_code: summary.exit_code(),
+        }
+    }
+}
+
+/// One QEMU of the matrix: the name asked for, the image version it
+/// resolved to, Debian's package version, the baseline registration and
+/// the counts of its instances.
+#[derive(Serialize)]
+struct Qemu<'a> {
+    name: &'a str,
+    version: &'a str,
+    debian_version: Option<&'a str>,
+    baseline: Option<Baseline<'a>>,
+    summary: QemuCounts,
+}
+
+impl<'a> Qemu<'a> {
+    fn new(qemu: &'a QemuReport) -> Self {
+        let s = &qemu.summary;
+        Self {
+            name: &qemu.info.name,
+            version: &qemu.info.version,
+            debian_version: qemu.info.debian_version.as_deref(),
+            baseline: qemu.baseline.as_ref().map(|b| Baseline {
+                status: b.status,
+                duration_ms: millis(b.duration),
+                command: b.command.as_deref(),
+                message: b.message.as_deref(),
+            }),
+            summary: QemuCounts {
+                passed: s.passed,
+                failed: s.failed,
+                skipped: s.skipped,
+                errored: s.errored,
+                timed_out: s.timed_out,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Baseline<'a> {
+    status: Status,
+    duration_ms: u64,
+    command: Option<&'a str>,
+    message: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct QemuCounts {
+    passed: usize,
+    failed: usize,
+    skipped: usize,
+    errored: usize,
+    timed_out: usize,
+}
+
+/// Which QEMU ran an instance.
+#[derive(Serialize)]
+struct Ran<'a> {
+    versions: &'a [String],
+    mismatch: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> Ran<'a> {
+    fn new(ran: &'a QemuRan) -> Self {
+        Self {
+            versions: &ran.lines,
+            mismatch: ran.mismatch.as_deref(),
+            error: ran.error.as_deref(),
+        }
+    }
+}
+
+/// A workload instance's timing.
+#[derive(Serialize)]
+struct Workload {
+    seconds: f64,
+    native: bool,
+    native_seconds: Option<f64>,
+    slowdown: Option<f64>,
+}
+
+impl Workload {
+    fn new(workload: &WorkloadResult) -> Self {
+        Self {
+            seconds: seconds(workload.time),
+            native: workload.is_native,
+            native_seconds: workload.native_time.map(seconds),
+            slowdown: workload.slowdown().map(ratio),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Instance<'a> {
     id: &'a str,
+    qemu: Option<&'a str>,
     scenario: &'a str,
     file: String,
     matrix: Matrix<'a>,
@@ -196,6 +315,8 @@ struct Instance<'a> {
     duration_ms: u64,
     skip_reason: Option<&'a str>,
     failure: Option<&'a str>,
+    qemu_ran: Option<Ran<'a>>,
+    workload: Option<Workload>,
     steps: Vec<Step<'a>>,
 }
 
@@ -205,6 +326,7 @@ impl<'a> Instance<'a> {
         let result = &instance.result;
         Self {
             id: &id.id,
+            qemu: id.qemu.as_deref(),
             scenario: &id.scenario,
             file: id.file.display().to_string(),
             matrix: Matrix(&id.matrix),
@@ -213,6 +335,8 @@ impl<'a> Instance<'a> {
             duration_ms: millis(result.duration),
             skip_reason: instance.skip_reason.as_deref(),
             failure: result.failure.as_deref(),
+            qemu_ran: result.qemu_ran.as_ref().map(Ran::new),
+            workload: instance.workload.as_ref().map(Workload::new),
             steps: result
                 .steps
                 .iter()
@@ -287,11 +411,77 @@ mod tests {
         insta::assert_snapshot!(to_string(&scripted_report()).unwrap());
     }
 
+    fn matrix_report() -> RunReport {
+        let mut collector = Collector::new();
+        for event in script::matrix_events() {
+            collector.handle(&event);
+        }
+        collector.report()
+    }
+
+    #[test]
+    fn json_matrix_report() {
+        insta::assert_snapshot!(to_string(&matrix_report()).unwrap());
+    }
+
+    #[test]
+    fn json_matrix_report_carries_qemus_what_ran_and_slowdowns() {
+        let value: serde_json::Value =
+            serde_json::from_str(&to_string(&matrix_report()).unwrap()).unwrap();
+        let qemus = value["qemus"].as_array().unwrap();
+        assert_eq!(qemus.len(), 2);
+        assert_eq!(qemus[0]["name"], "7.2");
+        assert_eq!(qemus[0]["version"], "7.2.0-1");
+        assert_eq!(qemus[1]["debian_version"], "1:10.0.2+ds-1~bpo12+1");
+        assert_eq!(qemus[1]["baseline"]["status"], "passed");
+        assert_eq!(qemus[1]["summary"]["failed"], 1);
+        let instances = value["instances"].as_array().unwrap();
+        // Sorted by QEMU (oldest first), then id; ids repeat once per QEMU.
+        let keys: Vec<(String, String)> = instances
+            .iter()
+            .map(|i| {
+                (
+                    i["qemu"].as_str().unwrap().into(),
+                    i["id"].as_str().unwrap().into(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            keys[0],
+            ("7.2.0-1".into(), "gcc-build[arch=aarch64]".into())
+        );
+        assert_eq!(
+            keys[3],
+            ("10.0.2-1".into(), "gcc-build[arch=aarch64]".into())
+        );
+        assert_eq!(instances[0]["workload"]["seconds"], 8.0);
+        assert_eq!(instances[0]["workload"]["native_seconds"], 2.0);
+        assert_eq!(instances[0]["workload"]["slowdown"], 4.0);
+        assert_eq!(instances[1]["workload"]["native"], true);
+        assert_eq!(
+            instances[1]["workload"]["slowdown"],
+            serde_json::Value::Null
+        );
+        assert_eq!(instances[3]["workload"]["slowdown"], 2.0);
+        assert!(
+            instances[5]["qemu_ran"]["mismatch"]
+                .as_str()
+                .unwrap()
+                .contains("7.2.0")
+        );
+        assert_eq!(
+            instances[2]["qemu_ran"]["mismatch"],
+            serde_json::Value::Null
+        );
+        assert_eq!(instances[2]["workload"], serde_json::Value::Null);
+    }
+
     #[test]
     fn json_report_has_the_documented_shape() {
         let value: serde_json::Value =
             serde_json::from_str(&to_string(&scripted_report()).unwrap()).unwrap();
-        assert_eq!(value["schema_version"], 1);
+        assert_eq!(value["schema_version"], 2);
+        assert_eq!(value["qemus"], serde_json::json!([]));
         assert_eq!(value["started_at"], "2024-05-01T12:00:00.250Z");
         assert_eq!(value["summary"]["exit_code"], 1);
         let instances = value["instances"].as_array().unwrap();
@@ -305,6 +495,7 @@ mod tests {
         for instance in instances {
             for key in [
                 "id",
+                "qemu",
                 "scenario",
                 "matrix",
                 "tags",
@@ -312,6 +503,8 @@ mod tests {
                 "duration_ms",
                 "skip_reason",
                 "failure",
+                "qemu_ran",
+                "workload",
                 "steps",
             ] {
                 assert!(instance.get(key).is_some(), "{key} missing in {instance}");

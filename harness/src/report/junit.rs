@@ -1,8 +1,11 @@
 //! The CI report: [`JunitReporter`], JUnit XML built with `quick-junit`.
 //!
 //! One `<testsuite>` per run, named `qus-<runtime>`, so reports from a CI
-//! matrix of engines merge without clashing; one `<testcase>` per scenario
-//! instance, named by instance id with the scenario as class name. Failed
+//! matrix of engines merge without clashing; a run with `--qemu` has one
+//! per QEMU instead, named `qus-<runtime> (qemu <version>)`, each holding
+//! that QEMU's instances. One `<testcase>` per scenario instance, named by
+//! instance id with the scenario as class name, with properties for the
+//! QEMU that actually ran it and its workload timing. Failed
 //! and timed-out instances are `<failure>`s, errored ones `<error>`s (the
 //! harness or engine broke, the behaviour under test is unproven), skipped
 //! ones `<skipped>` with the reason. Each test case carries the captured
@@ -20,7 +23,7 @@ use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, Te
 
 use super::events::Event;
 use super::json::rfc3339_utc;
-use super::model::{Collector, InstanceResult, RunReport, Status, StepRecord};
+use super::model::{Collector, InstanceResult, QemuReport, RunReport, Status, StepRecord};
 use super::reporter::{ReportError, Reporter, write_file};
 
 /// Writes the JUnit report to a file at the end of the run.
@@ -52,6 +55,7 @@ impl Reporter for JunitReporter {
                 self.report = Some(build_report(&self.collector.report()));
             }
             Event::RunStarted { .. }
+            | Event::QemuBaselineRegistered { .. }
             | Event::ScenarioStarted { .. }
             | Event::StepStarted { .. }
             | Event::StepOutput { .. }
@@ -83,9 +87,36 @@ impl Reporter for JunitReporter {
     }
 }
 
-/// Builds the JUnit report of a run.
+/// Builds the JUnit report of a run: one test suite, or one per QEMU.
 pub fn build_report(run: &RunReport) -> Report {
-    let mut suite = TestSuite::new(format!("qus-{}", run.info.runtime));
+    let mut report = Report::new("qus");
+    report.set_time(run.summary.duration);
+    if run.qemus.is_empty() {
+        let mut suite = suite(run, format!("qus-{}", run.info.runtime));
+        suite.add_test_cases(run.instances.iter().map(test_case));
+        report.add_test_suite(suite);
+        return report;
+    }
+    for qemu in &run.qemus {
+        let mut suite = suite(
+            run,
+            format!("qus-{} (qemu {})", run.info.runtime, qemu.info.version),
+        );
+        suite.add_properties(qemu_properties(qemu));
+        suite.add_test_cases(
+            run.instances
+                .iter()
+                .filter(|i| i.instance.qemu.as_deref() == Some(qemu.info.version.as_str()))
+                .map(test_case),
+        );
+        report.add_test_suite(suite);
+    }
+    report
+}
+
+/// A suite with the run's properties.
+fn suite(run: &RunReport, name: String) -> TestSuite {
+    let mut suite = TestSuite::new(name);
     suite.set_time(run.summary.duration);
     suite.add_properties([
         Property::new("run_id", run.info.run_id.as_str()),
@@ -95,12 +126,25 @@ pub fn build_report(run: &RunReport) -> Report {
     if let Some(restored) = run.summary.host_state_restored {
         suite.add_property(Property::new("host_state_restored", restored.to_string()));
     }
-    suite.add_test_cases(run.instances.iter().map(test_case));
+    suite
+}
 
-    let mut report = Report::new("qus");
-    report.set_time(run.summary.duration);
-    report.add_test_suite(suite);
-    report
+/// What a QEMU suite says about its QEMU.
+fn qemu_properties(qemu: &QemuReport) -> Vec<Property> {
+    let mut properties = vec![
+        Property::new("qemu.name", qemu.info.name.as_str()),
+        Property::new("qemu.version", qemu.info.version.as_str()),
+    ];
+    if let Some(debian) = &qemu.info.debian_version {
+        properties.push(Property::new("qemu.debian_version", debian.as_str()));
+    }
+    if let Some(baseline) = &qemu.baseline {
+        properties.push(Property::new("qemu.baseline", baseline.status.as_str()));
+        if let Some(message) = &baseline.message {
+            properties.push(Property::new("qemu.baseline.message", message.as_str()));
+        }
+    }
+    properties
 }
 
 /// One instance as a test case.
@@ -133,6 +177,38 @@ fn test_case(instance: &InstanceResult) -> TestCase {
     }
     if !id.tags.is_empty() {
         case.add_property(Property::new("tags", id.tags.join(",")));
+    }
+    if let Some(qemu) = &id.qemu {
+        case.add_property(Property::new("qemu", qemu.as_str()));
+    }
+    if let Some(ran) = &result.qemu_ran {
+        for line in &ran.lines {
+            case.add_property(Property::new("qemu_ran", line.as_str()));
+        }
+        if let Some(mismatch) = &ran.mismatch {
+            case.add_property(Property::new("qemu_mismatch", mismatch.as_str()));
+        }
+        if let Some(error) = &ran.error {
+            case.add_property(Property::new("qemu_ran_error", error.as_str()));
+        }
+    }
+    if let Some(workload) = &instance.workload {
+        case.add_property(Property::new(
+            "workload.seconds",
+            format!("{:.3}", workload.time.as_secs_f64()),
+        ));
+        if workload.is_native {
+            case.add_property(Property::new("workload.native", "true"));
+        }
+        if let Some(native) = workload.native_time {
+            case.add_property(Property::new(
+                "workload.native_seconds",
+                format!("{:.3}", native.as_secs_f64()),
+            ));
+        }
+        if let Some(slowdown) = workload.slowdown() {
+            case.add_property(Property::new("workload.slowdown", format!("{slowdown:.3}")));
+        }
     }
 
     let (stdout, stderr) = captured_output(&result.steps);
@@ -235,6 +311,56 @@ mod tests {
     #[test]
     fn junit_report() {
         insta::assert_snapshot!(scripted_xml());
+    }
+
+    fn matrix_xml() -> String {
+        let mut collector = Collector::new();
+        for event in script::matrix_events() {
+            collector.handle(&event);
+        }
+        build_report(&collector.report()).to_string().unwrap()
+    }
+
+    #[test]
+    fn junit_matrix_report() {
+        insta::assert_snapshot!(matrix_xml());
+    }
+
+    #[test]
+    fn junit_has_one_suite_per_qemu_with_its_instances() {
+        let report = Report::deserialize_from_str(&matrix_xml()).unwrap();
+        let suites: Vec<(&str, usize)> = report
+            .test_suites
+            .iter()
+            .map(|s| (s.name.as_str(), s.test_cases.len()))
+            .collect();
+        assert_eq!(
+            suites,
+            [
+                ("qus-docker (qemu 7.2.0-1)", 3),
+                ("qus-docker (qemu 10.0.2-1)", 3)
+            ]
+        );
+        assert_eq!((report.tests, report.failures), (6, 1));
+        let failed = &report.test_suites[1].test_cases[2];
+        assert_eq!(failed.name.as_str(), "probe[arch=aarch64]");
+        let property = |name: &str| {
+            failed
+                .properties
+                .iter()
+                .find(|p| p.name.as_str() == name)
+                .map(|p| p.value.as_str().to_owned())
+        };
+        assert_eq!(property("qemu").as_deref(), Some("10.0.2-1"));
+        assert!(
+            property("qemu_mismatch")
+                .unwrap()
+                .contains("asked for QEMU 10.0.2-1")
+        );
+        assert_eq!(
+            property("qemu_ran").as_deref(),
+            Some("qemu-aarch64 version 7.2.0 (Debian 1:7.2+dfsg-7+deb12u18)")
+        );
     }
 
     #[test]

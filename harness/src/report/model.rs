@@ -2,9 +2,10 @@
 //!
 //! Step and scenario results travel inside [`Event`]s; the [`Collector`]
 //! folds the event stream into a [`RunReport`], the final model the JUnit and
-//! JSON writers serialize. Instances are sorted by id there, so a report does
-//! not depend on which instance happened to finish first. This module does no
-//! I/O and no formatting.
+//! JSON writers serialize. Instances are sorted by QEMU and id there (see
+//! [`InstanceKey`]), so a report does not depend on which instance happened
+//! to finish first. Workload timings are turned into slowdowns by
+//! [`super::workload`]. This module does no I/O and no formatting.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -12,7 +13,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::events::{Event, InstanceId, Phase};
+use super::events::{Event, InstanceId, InstanceKey, Phase, QemuInfo};
+use super::workload::{self, WorkloadResult};
 
 /// The outcome of a step or of a scenario instance.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -116,9 +118,45 @@ pub struct ScenarioResult {
     /// A readable reason for a failure that is not a step's own message,
     /// e.g. an engine error before the first step.
     pub failure: Option<String>,
+    /// Wall time of the `steps` phase, recorded for the instances of a
+    /// workload scenario whose steps phase ran to its end (passed or not).
+    pub workload_time: Option<Duration>,
+    /// Which QEMU ran, as the registered handlers said after the `steps`
+    /// phase; recorded in a run with `--qemu`.
+    pub qemu_ran: Option<QemuRan>,
+}
+
+/// Which QEMU binary ran an instance: the version lines the registered
+/// interpreters printed (`qemu-aarch64 version 7.2.22 (Debian
+/// 1:7.2+dfsg-7+deb12u18+b3)`), and whether that is the QEMU asked for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QemuRan {
+    /// The distinct version lines, in the order the targets were probed.
+    pub lines: Vec<String>,
+    /// Why that is not the QEMU asked for, when it is not.
+    pub mismatch: Option<String>,
+    /// Why no line could be read, when none could.
+    pub error: Option<String>,
 }
 
 impl ScenarioResult {
+    /// A result with no workload time and no QEMU check.
+    pub fn new(
+        status: Status,
+        duration: Duration,
+        steps: Vec<StepRecord>,
+        failure: Option<String>,
+    ) -> Self {
+        Self {
+            status,
+            duration,
+            steps,
+            failure,
+            workload_time: None,
+            qemu_ran: None,
+        }
+    }
+
     /// The first step whose outcome fails the instance, if any.
     pub fn failing_step(&self) -> Option<&StepRecord> {
         self.steps.iter().find(|(_, _, _, r)| r.status.is_failure())
@@ -194,6 +232,8 @@ pub struct RunInfo {
     pub instances: usize,
     /// How many instances could run at once.
     pub jobs: usize,
+    /// The QEMUs of a `--qemu` matrix, oldest first; empty without one.
+    pub qemus: Vec<QemuInfo>,
 }
 
 /// The host binfmt_misc restore, as `HostStateRestored` reported it.
@@ -215,6 +255,22 @@ pub struct InstanceResult {
     pub result: ScenarioResult,
     /// Why the instance was skipped, when it was.
     pub skip_reason: Option<String>,
+    /// Its workload timing and slowdown, for an instance of a workload
+    /// scenario whose `steps` phase was timed.
+    pub workload: Option<WorkloadResult>,
+}
+
+/// One QEMU of a matrix run: what it is, its baseline registration, and
+/// the counts of its instances.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QemuReport {
+    /// The QEMU.
+    pub info: QemuInfo,
+    /// The baseline registration, when there was one.
+    pub baseline: Option<StepResult>,
+    /// Its instances' outcomes (the duration and host state are the
+    /// run's).
+    pub summary: RunSummary,
 }
 
 /// The final model of a run, built by a [`Collector`].
@@ -223,8 +279,10 @@ pub struct RunReport {
     /// What the run was.
     pub info: RunInfo,
     /// Every instance that finished, was skipped or was interrupted, sorted
-    /// by id.
+    /// by QEMU, then id.
     pub instances: Vec<InstanceResult>,
+    /// Each QEMU of a matrix run, oldest first; empty without `--qemu`.
+    pub qemus: Vec<QemuReport>,
     /// The host restore, when there was one.
     pub host_state: Option<HostState>,
     /// The summary from `RunFinished`, or one counted from the instances
@@ -242,7 +300,7 @@ pub const INTERRUPTED_FAILURE: &str = "the run ended before this instance finish
 ///
 /// Feed it every event with [`Collector::handle`], then call
 /// [`Collector::report`]. The order events arrive in does not change the
-/// report: instances are kept sorted by id. An instance that started but
+/// report: instances are kept sorted by [`InstanceKey`]. An instance that started but
 /// never finished is reported as errored with the steps it completed, so an
 /// interrupted run still accounts for everything it began.
 #[derive(Debug, Default)]
@@ -250,9 +308,11 @@ pub struct Collector {
     /// From `RunStarted`.
     info: Option<RunInfo>,
     /// Started, not yet finished: the steps finished so far.
-    running: BTreeMap<String, (InstanceId, Vec<StepRecord>)>,
-    /// Finished or skipped, keyed by id for a stable order.
-    done: BTreeMap<String, InstanceResult>,
+    running: BTreeMap<InstanceKey, (InstanceId, Vec<StepRecord>)>,
+    /// Finished or skipped, keyed for a stable order.
+    done: BTreeMap<InstanceKey, InstanceResult>,
+    /// Baseline registrations, by QEMU version.
+    baselines: BTreeMap<String, StepResult>,
     /// From `HostStateRestored`.
     host_state: Option<HostState>,
     /// From `RunFinished`.
@@ -274,6 +334,7 @@ impl Collector {
                 started_at,
                 instances,
                 jobs,
+                qemus,
             } => {
                 self.info = Some(RunInfo {
                     run_id: run_id.clone(),
@@ -281,11 +342,15 @@ impl Collector {
                     started_at: *started_at,
                     instances: *instances,
                     jobs: *jobs,
+                    qemus: qemus.clone(),
                 });
+            }
+            Event::QemuBaselineRegistered { qemu, result } => {
+                self.baselines.insert(qemu.clone(), result.clone());
             }
             Event::ScenarioStarted { instance } => {
                 self.running
-                    .insert(instance.id.clone(), (instance.clone(), Vec::new()));
+                    .insert(instance.key(), (instance.clone(), Vec::new()));
             }
             // Step starts and streamed output change no result: the captured
             // output arrives again, complete, in the step's result.
@@ -299,34 +364,36 @@ impl Collector {
             } => {
                 let (_, steps) = self
                     .running
-                    .entry(instance.id.clone())
+                    .entry(instance.key())
                     .or_insert_with(|| (instance.clone(), Vec::new()));
                 steps.push((*phase, *index, name.clone(), result.clone()));
             }
             Event::ScenarioFinished { instance, result } => {
-                self.running.remove(&instance.id);
+                self.running.remove(&instance.key());
                 self.done.insert(
-                    instance.id.clone(),
+                    instance.key(),
                     InstanceResult {
                         instance: instance.clone(),
                         result: result.clone(),
                         skip_reason: None,
+                        workload: None,
                     },
                 );
             }
             Event::ScenarioSkipped { instance, reason } => {
-                self.running.remove(&instance.id);
+                self.running.remove(&instance.key());
                 self.done.insert(
-                    instance.id.clone(),
+                    instance.key(),
                     InstanceResult {
                         instance: instance.clone(),
-                        result: ScenarioResult {
-                            status: Status::Skipped,
-                            duration: Duration::ZERO,
-                            steps: Vec::new(),
-                            failure: None,
-                        },
+                        result: ScenarioResult::new(
+                            Status::Skipped,
+                            Duration::ZERO,
+                            Vec::new(),
+                            None,
+                        ),
                         skip_reason: Some(reason.clone()),
+                        workload: None,
                     },
                 );
             }
@@ -342,26 +409,30 @@ impl Collector {
         }
     }
 
-    /// Every instance seen so far, sorted by id; instances still running are
-    /// reported as interrupted.
+    /// Every instance seen so far, sorted by QEMU and id, with their
+    /// workload slowdowns; instances still running are reported as
+    /// interrupted.
     pub fn instances(&self) -> Vec<InstanceResult> {
         let mut all = self.done.clone();
-        for (id, (instance, steps)) in &self.running {
+        for (key, (instance, steps)) in &self.running {
             let duration = steps.iter().map(|(_, _, _, r)| r.duration).sum();
             // A late event for an instance that already finished does not
             // reopen it.
-            all.entry(id.clone()).or_insert_with(|| InstanceResult {
+            all.entry(key.clone()).or_insert_with(|| InstanceResult {
                 instance: instance.clone(),
-                result: ScenarioResult {
-                    status: Status::Errored,
+                result: ScenarioResult::new(
+                    Status::Errored,
                     duration,
-                    steps: steps.clone(),
-                    failure: Some(INTERRUPTED_FAILURE.to_owned()),
-                },
+                    steps.clone(),
+                    Some(INTERRUPTED_FAILURE.to_owned()),
+                ),
                 skip_reason: None,
+                workload: None,
             });
         }
-        all.into_values().collect()
+        let mut instances: Vec<InstanceResult> = all.into_values().collect();
+        workload::fill(&mut instances);
+        instances
     }
 
     /// Counts the instances seen so far into a summary; the runner can use
@@ -388,6 +459,7 @@ impl Collector {
             started_at: SystemTime::UNIX_EPOCH,
             instances: 0,
             jobs: 0,
+            qemus: Vec::new(),
         });
         let summary = match &self.summary {
             Some(summary) => summary.clone(),
@@ -399,9 +471,32 @@ impl Collector {
                 self.summary(elapsed, restored)
             }
         };
+        let instances = self.instances();
+        let qemus = info
+            .qemus
+            .iter()
+            .map(|qemu| {
+                let mut counts = RunSummary {
+                    duration: summary.duration,
+                    host_state_restored: summary.host_state_restored,
+                    ..RunSummary::default()
+                };
+                for i in &instances {
+                    if i.instance.qemu.as_deref() == Some(qemu.version.as_str()) {
+                        counts.count(i.result.status);
+                    }
+                }
+                QemuReport {
+                    info: qemu.clone(),
+                    baseline: self.baselines.get(&qemu.version).cloned(),
+                    summary: counts,
+                }
+            })
+            .collect();
         RunReport {
             info,
-            instances: self.instances(),
+            instances,
+            qemus,
             host_state: self.host_state,
             summary,
             is_complete: self.summary.is_some(),
@@ -541,10 +636,10 @@ mod tests {
     fn failure_message_prefers_the_scenario_failure_then_the_failing_step() {
         let mut step = StepResult::new(Status::Failed, Duration::ZERO);
         step.message = Some("exit code: expected 0, got 1".to_owned());
-        let mut result = ScenarioResult {
-            status: Status::Failed,
-            duration: Duration::ZERO,
-            steps: vec![
+        let mut result = ScenarioResult::new(
+            Status::Failed,
+            Duration::ZERO,
+            vec![
                 (
                     Phase::Setup,
                     0,
@@ -553,8 +648,8 @@ mod tests {
                 ),
                 (Phase::Main, 0, "run: false".to_owned(), step),
             ],
-            failure: None,
-        };
+            None,
+        );
         assert_eq!(result.failing_step().map(|s| s.1), Some(0));
         assert_eq!(result.failing_step().map(|s| s.0), Some(Phase::Main));
         assert_eq!(

@@ -147,6 +147,7 @@ mod tests {
         fn handle(&mut self, event: &Event) {
             let name = match event {
                 Event::RunStarted { .. } => "run_started",
+                Event::QemuBaselineRegistered { .. } => "qemu_baseline_registered",
                 Event::ScenarioStarted { .. } => "scenario_started",
                 Event::StepStarted { .. } => "step_started",
                 Event::StepOutput { .. } => "step_output",

@@ -5,7 +5,9 @@
 //! error, a failed teardown step and a step that passed on its second
 //! attempt. Instances run two at a time and finish out of id order, as in a
 //! parallel run. Durations and the start time are fixed, so no output needs
-//! redacting.
+//! redacting. [`matrix_events`] is a run over two QEMUs: baselines, the
+//! QEMU that ran each instance (once another than asked for), and a
+//! workload with its native runs.
 //!
 //! The file is also compiled into `tests/report.rs` with `#[path]`, so it
 //! names the report types only through `super::`.
@@ -13,7 +15,10 @@
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{Event, InstanceId, Phase, RunSummary, ScenarioResult, Status, StepResult, Stream};
+use super::{
+    Event, InstanceId, Phase, QemuInfo, QemuRan, RunSummary, ScenarioResult, Status, StepResult,
+    Stream, WorkloadAxis,
+};
 
 /// 2024-05-01T12:00:00.250Z.
 pub(crate) fn started_at() -> SystemTime {
@@ -97,12 +102,7 @@ fn run_instance(
     let duration = records.iter().map(|(_, _, _, r)| r.duration).sum();
     events.push(Event::ScenarioFinished {
         instance: instance.clone(),
-        result: ScenarioResult {
-            status,
-            duration,
-            steps: records,
-            failure: failure.map(str::to_owned),
-        },
+        result: ScenarioResult::new(status, duration, records, failure.map(str::to_owned)),
     });
     events
 }
@@ -129,9 +129,10 @@ pub(crate) fn instance_of(event: &Event) -> Option<&str> {
         | Event::StepFinished { instance, .. }
         | Event::ScenarioFinished { instance, .. }
         | Event::ScenarioSkipped { instance, .. } => Some(&instance.id),
-        Event::RunStarted { .. } | Event::HostStateRestored { .. } | Event::RunFinished { .. } => {
-            None
-        }
+        Event::RunStarted { .. }
+        | Event::QemuBaselineRegistered { .. }
+        | Event::HostStateRestored { .. }
+        | Event::RunFinished { .. } => None,
     }
 }
 
@@ -276,6 +277,7 @@ pub(crate) fn events() -> Vec<Event> {
         started_at: started_at(),
         instances: 7,
         jobs: 2,
+        qemus: Vec::new(),
     }];
     events.extend(interleave(riscv64_fails(), aarch64_passes()));
     events.extend(singularity_skipped());
@@ -294,6 +296,145 @@ pub(crate) fn events() -> Vec<Event> {
             timed_out: 1,
             duration: ms(42_500),
             host_state_restored: Some(true),
+        },
+    });
+    events
+}
+
+/// The two QEMUs of [`matrix_events`], oldest first.
+pub(crate) fn matrix_qemus() -> Vec<QemuInfo> {
+    vec![
+        QemuInfo {
+            name: "7.2".to_owned(),
+            version: "7.2.0-1".to_owned(),
+            debian_version: Some("1:7.2+dfsg-7+deb12u18".to_owned()),
+        },
+        QemuInfo {
+            name: "10.0".to_owned(),
+            version: "10.0.2-1".to_owned(),
+            debian_version: Some("1:10.0.2+ds-1~bpo12+1".to_owned()),
+        },
+    ]
+}
+
+/// The baseline registration of `qemu`.
+fn baseline(qemu: &QemuInfo) -> Event {
+    let mut result = passed(1_300);
+    result.command = Some(format!(
+        "docker run --privileged qus/qemu-user-static:{} --reset -p yes",
+        qemu.version
+    ));
+    result.exit_code = Some(0);
+    Event::QemuBaselineRegistered {
+        qemu: qemu.version.clone(),
+        result,
+    }
+}
+
+/// One instance of the matrix run on `qemu`: `ran` is the QEMU version that
+/// ran it, `steps_ms` the time of its `steps` phase.
+fn on_qemu(
+    scenario: &str,
+    arch: &str,
+    qemu: &QemuInfo,
+    ran: &QemuInfo,
+    steps_ms: u64,
+    status: Status,
+) -> Vec<Event> {
+    let mut id = instance(scenario, Some(arch), &["matrix"]).with_qemu(qemu.version.clone());
+    if scenario == "gcc-build" {
+        id = id.with_workload(WorkloadAxis {
+            key: "arch".to_owned(),
+            native: "native".to_owned(),
+        });
+    }
+    let mut step_result = StepResult::new(status, ms(steps_ms));
+    if status == Status::Failed {
+        step_result.message =
+            Some(r#"stdout: expected "ok\n", got "Illegal instruction\n""#.to_owned());
+    }
+    let mut events = run_instance(
+        &id,
+        status,
+        None,
+        vec![step(Phase::Main, 0, "run: /work", step_result)],
+    );
+    if let Some(Event::ScenarioFinished { result, .. }) = events.last_mut() {
+        if id.workload.is_some() {
+            result.workload_time = Some(ms(steps_ms));
+        }
+        let debian = ran.debian_version.as_deref().unwrap_or_default();
+        let line = format!(
+            "qemu-aarch64 version {} (Debian {debian})",
+            ran.version.trim_end_matches("-1")
+        );
+        let mismatch = (ran != qemu).then(|| {
+            format!(
+                "asked for QEMU {} (Debian {}), but `{line}` ran",
+                qemu.version,
+                qemu.debian_version.as_deref().unwrap_or_default()
+            )
+        });
+        result.qemu_ran = Some(QemuRan {
+            lines: vec![line],
+            mismatch,
+            error: None,
+        });
+    }
+    events
+}
+
+/// A run over two QEMUs: each baseline, then each QEMU's instances (two at
+/// a time): a probe (which on the newer QEMU fails, run by the older one),
+/// and a workload built natively and on aarch64.
+pub(crate) fn matrix_events() -> Vec<Event> {
+    let qemus = matrix_qemus();
+    let (old, new) = (&qemus[0], &qemus[1]);
+    let mut events = vec![Event::RunStarted {
+        run_id: "run-0003".to_owned(),
+        runtime: "docker".to_owned(),
+        started_at: started_at(),
+        instances: 6,
+        jobs: 2,
+        qemus: qemus.clone(),
+    }];
+    events.push(baseline(old));
+    events.extend(interleave(
+        on_qemu("probe", "aarch64", old, old, 400, Status::Passed),
+        on_qemu("gcc-build", "native", old, old, 2_000, Status::Passed),
+    ));
+    events.extend(on_qemu(
+        "gcc-build",
+        "aarch64",
+        old,
+        old,
+        8_000,
+        Status::Passed,
+    ));
+    events.push(baseline(new));
+    events.extend(interleave(
+        on_qemu("probe", "aarch64", new, old, 450, Status::Failed),
+        on_qemu("gcc-build", "aarch64", new, new, 5_000, Status::Passed),
+    ));
+    events.extend(on_qemu(
+        "gcc-build",
+        "native",
+        new,
+        new,
+        2_500,
+        Status::Passed,
+    ));
+    events.push(Event::HostStateRestored {
+        entries: 0,
+        changed: true,
+    });
+    events.push(Event::RunFinished {
+        summary: RunSummary {
+            passed: 5,
+            failed: 1,
+            duration: ms(21_000),
+            host_state_restored: Some(true),
+            ..RunSummary::default()
         },
     });
     events

@@ -13,6 +13,10 @@
 //! run their `teardown` as after any failure. A second Ctrl-C or SIGTERM,
 //! or [`RunOptions::teardown_grace`] gone by, abandons those teardowns; the
 //! label sweep and the host restore still follow.
+//!
+//! [`run_matrix`] runs a [`QemuMatrix`]: its groups one after another, each
+//! scheduled as above after its QEMU's baseline registration, each instance
+//! followed by the check of which QEMU ran it (see `qemu.rs`).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,14 +27,30 @@ use qus_registrar::binfmt::Binfmt;
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::qemu::{QemuMatrix, QemuProbe, check_ran, register_baseline};
 use super::step::{StepContext, error_chain, humantime, run_step};
 use crate::host::HostGuard;
 use crate::plan::Planned;
 use crate::report::{
-    Collector, Event, InstanceId, Phase, RunSummary, ScenarioResult, Status, StepResult, Stream,
+    Collector, Event, InstanceId, InstanceKey, Phase, QemuInfo, RunSummary, ScenarioResult, Status,
+    StepResult, Stream, WorkloadAxis,
 };
 use crate::runtime::{RUN_LABEL, Runtime};
 use crate::scenario::{Instance, Step};
+
+/// How long the check of which QEMU ran may take.
+const QEMU_CHECK_LIMIT: Duration = Duration::from_secs(30);
+
+/// The scenario label of the baseline registration's container.
+const BASELINE_SCENARIO: &str = "qemu-baseline";
+
+/// The instances of one QEMU of the run (or of the whole run without
+/// `--qemu`), with what to do before them.
+struct Group {
+    qemu: Option<QemuInfo>,
+    baseline: Option<String>,
+    planned: Vec<Planned>,
+}
 
 /// How to run.
 #[derive(Debug, Clone)]
@@ -74,6 +94,53 @@ pub fn run<R: Runtime + 'static>(
     planned: Vec<Planned>,
     options: RunOptions,
     guard: Option<HostGuard>,
+    on_event: impl FnMut(&Event),
+) -> std::io::Result<RunEnd> {
+    let group = Group {
+        qemu: None,
+        baseline: None,
+        planned,
+    };
+    run_groups(tokio, runtime, vec![group], None, options, guard, on_event)
+}
+
+/// Runs every group of `matrix` on `runtime`, one QEMU after another; see
+/// the module documentation.
+pub fn run_matrix<R: Runtime + 'static>(
+    tokio: &tokio::runtime::Runtime,
+    runtime: R,
+    matrix: QemuMatrix,
+    options: RunOptions,
+    guard: Option<HostGuard>,
+    on_event: impl FnMut(&Event),
+) -> std::io::Result<RunEnd> {
+    let groups = matrix
+        .groups
+        .into_iter()
+        .map(|g| Group {
+            qemu: Some(g.qemu),
+            baseline: g.baseline,
+            planned: g.planned,
+        })
+        .collect();
+    run_groups(
+        tokio,
+        runtime,
+        groups,
+        matrix.probe,
+        options,
+        guard,
+        on_event,
+    )
+}
+
+fn run_groups<R: Runtime + 'static>(
+    tokio: &tokio::runtime::Runtime,
+    runtime: R,
+    groups: Vec<Group>,
+    probe: Option<Arc<dyn QemuProbe>>,
+    options: RunOptions,
+    guard: Option<HostGuard>,
     mut on_event: impl FnMut(&Event),
 ) -> std::io::Result<RunEnd> {
     tokio.block_on(async move {
@@ -89,18 +156,26 @@ pub fn run<R: Runtime + 'static>(
                 run_id: options.run_id.clone(),
                 runtime: runtime.kind().as_str().to_owned(),
                 started_at: SystemTime::now(),
-                instances: planned.len(),
+                instances: groups.iter().map(|g| g.planned.len()).sum(),
                 jobs: options.jobs,
+                qemus: groups.iter().filter_map(|g| g.qemu.clone()).collect(),
             },
             &mut collector,
         );
-        let all_ids: Vec<InstanceId> = planned.iter().map(|p| instance_id(&p.instance)).collect();
+        let all_ids: Vec<InstanceId> = groups
+            .iter()
+            .flat_map(|g| {
+                let qemu = g.qemu.as_ref().map(|q| q.version.as_str());
+                g.planned.iter().map(move |p| instance_id_on(&p.instance, qemu))
+            })
+            .collect();
         let (tx, mut rx) = mpsc::unbounded_channel();
         // Holds why the run was stopped, once it is.
         let (stop_tx, stop_rx) = watch::channel(None::<String>);
         let mut scheduler = tokio::spawn(schedule(
             runtime.clone(),
-            planned,
+            groups,
+            probe,
             options.clone(),
             tx,
             stop_rx,
@@ -120,13 +195,13 @@ pub fn run<R: Runtime + 'static>(
         let grace = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
         tokio::pin!(grace);
         let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let mut started = BTreeSet::new();
+        let mut started: BTreeSet<InstanceKey> = BTreeSet::new();
         loop {
             tokio::select! {
                 event = rx.recv() => match event {
                     Some(event) => {
                         if let Event::ScenarioStarted { instance } | Event::ScenarioSkipped { instance, .. } = &event {
-                            started.insert(instance.id.clone());
+                            started.insert(instance.key());
                         }
                         emit(event, &mut collector);
                     }
@@ -155,7 +230,7 @@ pub fn run<R: Runtime + 'static>(
             }
         }
         if let Some(reason) = &interrupted {
-            for id in all_ids.into_iter().filter(|id| !started.contains(&id.id)) {
+            for id in all_ids.into_iter().filter(|id| !started.contains(&id.key())) {
                 emit(
                     Event::ScenarioSkipped {
                         instance: id,
@@ -236,12 +311,13 @@ async fn stopped(mut rx: watch::Receiver<Option<String>>) -> String {
     }
 }
 
-/// Starts every instance as its turn comes; returns when all ended. Once
-/// the run is stopped it starts no more (the caller reports them as not
-/// run) but still reports the plan's own skips.
+/// Starts every instance as its turn comes, group after group; returns when
+/// all ended. Once the run is stopped it starts no more (the caller reports
+/// them as not run) but still reports the plan's own skips.
 async fn schedule<R: Runtime + 'static>(
     runtime: Arc<R>,
-    planned: Vec<Planned>,
+    groups: Vec<Group>,
+    probe: Option<Arc<dyn QemuProbe>>,
     options: RunOptions,
     tx: mpsc::UnboundedSender<Event>,
     stop_rx: watch::Receiver<Option<String>>,
@@ -253,68 +329,142 @@ async fn schedule<R: Runtime + 'static>(
     let stop = Arc::new(AtomicBool::new(false));
     let builds = Arc::new(AtomicUsize::new(0));
     let mut tasks = JoinSet::new();
-    for p in planned {
-        let id = instance_id(&p.instance);
-        if let Some(reason) = p.skip.clone() {
-            let _ = tx.send(Event::ScenarioSkipped {
-                instance: id,
-                reason,
-            });
-            continue;
-        }
-        // Slots and host access are taken here, in plan order, so that
-        // instances start in the order of the plan (`-j 1` runs them
-        // sorted by id, and `--fail-fast` skips the later ones), whichever
-        // task the tokio scheduler would have polled first.
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let access = if p.is_disruptive() {
-            HostAccess::Exclusive(host.clone().write_owned().await)
-        } else {
-            HostAccess::Shared(host.clone().read_owned().await)
-        };
-        if stop_rx.borrow().is_some() {
-            continue;
-        }
-        if stop.load(Ordering::SeqCst) {
-            let _ = tx.send(Event::ScenarioSkipped {
-                instance: id,
-                reason: "not run: --fail-fast after an earlier failure".into(),
-            });
-            continue;
-        }
-        let (runtime, stop, builds, tx, options, stop_rx) = (
-            runtime.clone(),
-            stop.clone(),
-            builds.clone(),
-            tx.clone(),
-            options.clone(),
-            stop_rx.clone(),
-        );
-        tasks.spawn(async move {
-            // Released when the instance ends, whatever the outcome.
-            let _held = (slot, access);
+    for group in groups {
+        // A group starts when the previous one ended: its baseline rewrites
+        // the handlers the previous group's instances run on.
+        while tasks.join_next().await.is_some() {}
+        let qemu = group.qemu.as_ref().map(|q| q.version.clone());
+        // Nothing of the group runs once the run is stopped, or after
+        // `--fail-fast`: its handlers need no registering (the plan's own
+        // skips are still reported below).
+        let runnable = group.planned.iter().any(|p| p.skip.is_none())
+            && stop_rx.borrow().is_none()
+            && !stop.load(Ordering::SeqCst);
+        let mut baseline_failure = None;
+        if let (Some(info), Some(image), true) = (&group.qemu, &group.baseline, runnable) {
             let binfmt = Binfmt::default();
             let ctx = StepContext {
                 runtime: runtime.as_ref(),
                 run_id: &options.run_id,
-                scenario: &p.instance.scenario,
+                scenario: BASELINE_SCENARIO,
                 binfmt: &binfmt,
                 default_timeout: options.step_timeout,
                 builds: &builds,
+                fresh_builds: true,
             };
-            let result = run_instance(&ctx, &p.instance, &id, &tx, stopped(stop_rx)).await;
-            if result.status.is_failure() && options.fail_fast {
-                stop.store(true, Ordering::SeqCst);
+            // A stop during the registration abandons it; the instances
+            // below then see the stop.
+            let registered = tokio::select! {
+                result = register_baseline(&ctx, image) => Some(result),
+                _ = stopped(stop_rx.clone()) => None,
+            };
+            if let Some(result) = registered {
+                if result.status != Status::Passed {
+                    baseline_failure = Some(format!(
+                        "not run: the handlers of QEMU {} (`{image}`) could not be registered: {}",
+                        info.version,
+                        result.message.as_deref().unwrap_or(result.status.as_str())
+                    ));
+                }
+                let _ = tx.send(Event::QemuBaselineRegistered {
+                    qemu: info.version.clone(),
+                    result,
+                });
             }
-            let _ = tx.send(Event::ScenarioFinished {
-                instance: id,
-                result,
+        }
+        for p in group.planned {
+            let id = instance_id_on(&p.instance, qemu.as_deref());
+            if let Some(reason) = p.skip.clone() {
+                let _ = tx.send(Event::ScenarioSkipped {
+                    instance: id,
+                    reason,
+                });
+                continue;
+            }
+            if stop_rx.borrow().is_some() {
+                continue;
+            }
+            if let Some(failure) = &baseline_failure {
+                // The instance would run on whatever handlers were there:
+                // it proves nothing about this QEMU, and says so.
+                let _ = tx.send(Event::ScenarioStarted {
+                    instance: id.clone(),
+                });
+                let _ = tx.send(Event::ScenarioFinished {
+                    instance: id,
+                    result: ScenarioResult::new(
+                        Status::Errored,
+                        Duration::ZERO,
+                        Vec::new(),
+                        Some(failure.clone()),
+                    ),
+                });
+                continue;
+            }
+            // Slots and host access are taken here, in plan order, so that
+            // instances start in the order of the plan (`-j 1` runs them
+            // sorted by id, and `--fail-fast` skips the later ones), whichever
+            // task the tokio scheduler would have polled first.
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let access = if p.is_disruptive() {
+                HostAccess::Exclusive(host.clone().write_owned().await)
+            } else {
+                HostAccess::Shared(host.clone().read_owned().await)
+            };
+            if stop_rx.borrow().is_some() {
+                continue;
+            }
+            if stop.load(Ordering::SeqCst) {
+                let _ = tx.send(Event::ScenarioSkipped {
+                    instance: id,
+                    reason: "not run: --fail-fast after an earlier failure".into(),
+                });
+                continue;
+            }
+            // Each QEMU builds afresh: a `RUN` another QEMU ran, cached,
+            // would not run under this one.
+            let fresh_builds = group.qemu.is_some();
+            let check = match (&probe, &group.qemu) {
+                (Some(probe), Some(info)) => Some((probe.clone(), info.clone())),
+                _ => None,
+            };
+            let (runtime, stop, builds, tx, options, stop_rx) = (
+                runtime.clone(),
+                stop.clone(),
+                builds.clone(),
+                tx.clone(),
+                options.clone(),
+                stop_rx.clone(),
+            );
+            tasks.spawn(async move {
+                // Released when the instance ends, whatever the outcome.
+                let _held = (slot, access);
+                let binfmt = Binfmt::default();
+                let ctx = StepContext {
+                    runtime: runtime.as_ref(),
+                    run_id: &options.run_id,
+                    scenario: &p.instance.scenario,
+                    binfmt: &binfmt,
+                    default_timeout: options.step_timeout,
+                    builds: &builds,
+                    fresh_builds,
+                };
+                let check = check.as_ref().map(|(probe, info)| (probe.as_ref(), info));
+                let result =
+                    run_instance(&ctx, &p.instance, &id, &tx, stopped(stop_rx), check).await;
+                if result.status.is_failure() && options.fail_fast {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                let _ = tx.send(Event::ScenarioFinished {
+                    instance: id,
+                    result,
+                });
             });
-        });
+        }
     }
     while tasks.join_next().await.is_some() {}
 }
@@ -330,13 +480,16 @@ enum HostAccess {
 }
 
 /// Setup and steps until the first failure (within the instance's time
-/// limit, and until `run_stopped` resolves), then every teardown step.
+/// limit, and until `run_stopped` resolves), then, with `check`, which QEMU
+/// ran, then every teardown step. A workload instance's `steps` phase is
+/// timed.
 async fn run_instance<R: Runtime>(
     ctx: &StepContext<'_, R>,
     instance: &Instance,
     id: &InstanceId,
     tx: &mpsc::UnboundedSender<Event>,
     run_stopped: impl Future<Output = String>,
+    check: Option<(&dyn QemuProbe, &QemuInfo)>,
 ) -> ScenarioResult {
     let _ = tx.send(Event::ScenarioStarted {
         instance: id.clone(),
@@ -346,18 +499,33 @@ async fn run_instance<R: Runtime>(
     let mut failure = None;
     // The step running when the instance was cut short.
     let mut in_flight: Option<(Phase, usize, String, Instant)> = None;
+    // When the `steps` phase began, and how long it took once it ended.
+    let mut main_started = None;
+    let mut main_time = None;
     let body = async {
         for (phase, list) in [
             (Phase::Setup, &instance.setup),
             (Phase::Main, &instance.steps),
         ] {
+            if phase == Phase::Main {
+                main_started = Some(Instant::now());
+            }
             for (index, step) in list.iter().enumerate() {
                 in_flight = Some((phase, index, step.label(), Instant::now()));
                 let status = one_step(ctx, id, tx, phase, index, step, &mut steps).await;
                 in_flight = None;
                 if status.is_failure() {
-                    return;
+                    break;
                 }
+            }
+            if phase == Phase::Main {
+                main_time = main_started.map(|t: Instant| t.elapsed());
+            }
+            if steps
+                .last()
+                .is_some_and(|(_, _, _, r)| r.status.is_failure())
+            {
+                return;
             }
         }
     };
@@ -397,6 +565,12 @@ async fn run_instance<R: Runtime>(
         }
         failure = Some(message.clone());
     }
+    let qemu_ran = match (check, &cut) {
+        (Some((probe, qemu)), None) => {
+            Some(check_ran(probe, qemu, instance, QEMU_CHECK_LIMIT).await)
+        }
+        _ => None,
+    };
     for (index, step) in instance.teardown.iter().enumerate() {
         one_step(ctx, id, tx, Phase::Teardown, index, step, &mut steps).await;
     }
@@ -409,12 +583,12 @@ async fn run_instance<R: Runtime>(
             .find(|s| s.is_failure())
             .unwrap_or(Status::Passed)
     };
-    ScenarioResult {
-        status,
-        duration: start.elapsed(),
-        steps,
-        failure,
+    let mut result = ScenarioResult::new(status, start.elapsed(), steps, failure);
+    result.qemu_ran = qemu_ran;
+    if instance.workload.is_some() && cut.is_none() {
+        result.workload_time = main_time;
     }
+    result
 }
 
 async fn one_step<R: Runtime>(
@@ -458,8 +632,14 @@ async fn one_step<R: Runtime>(
     status
 }
 
-/// The reporting identity of an instance.
+/// The reporting identity of an instance (of a run without `--qemu`).
 pub fn instance_id(instance: &Instance) -> InstanceId {
+    instance_id_on(instance, None)
+}
+
+/// The reporting identity of an instance run on the QEMU of image version
+/// `qemu`.
+pub fn instance_id_on(instance: &Instance, qemu: Option<&str>) -> InstanceId {
     let mut id = InstanceId::new(
         instance.scenario.clone(),
         instance
@@ -473,5 +653,10 @@ pub fn instance_id(instance: &Instance) -> InstanceId {
     // The scenario module names instances; keep its id so filters, plans
     // and reports agree.
     id.id = instance.id.clone();
+    id.qemu = qemu.map(str::to_owned);
+    id.workload = instance.workload.as_ref().map(|w| WorkloadAxis {
+        key: w.key.clone(),
+        native: w.native.clone(),
+    });
     id
 }

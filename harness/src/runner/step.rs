@@ -28,6 +28,9 @@ pub(crate) struct StepContext<'a, R> {
     pub default_timeout: Duration,
     /// Numbers images built without a tag, unique within the run.
     pub builds: &'a AtomicUsize,
+    /// Builds skip the engine's layer cache (the instances of a QEMU
+    /// matrix: a cached `RUN` would not run under this QEMU).
+    pub fresh_builds: bool,
 }
 
 /// The engine-neutral spec of a `run` step.
@@ -174,11 +177,15 @@ async fn attempt<R: Runtime>(
                 BuildSource::Context(dir) => BuildSpec::dir(dir.clone(), tag.clone()),
             }
             .with_run_id(ctx.run_id)
-            .with_timeout(timeout);
+            .with_timeout(timeout)
+            .with_no_cache(ctx.fresh_builds);
             for (k, v) in &build.build_args {
                 spec = spec.with_build_arg(k.clone(), v.clone());
             }
             let mut command = format!("{engine} build -t {tag}");
+            if ctx.fresh_builds {
+                command.push_str(" --no-cache");
+            }
             if let Some(platform) = &build.platform {
                 spec = spec.with_platform(platform.clone());
                 command.push_str(&format!(" --platform {platform}"));
@@ -368,7 +375,7 @@ fn sanitize_tag(s: &str) -> String {
 /// `1.5s`, `2m`, for messages.
 pub(crate) fn humantime(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if secs >= 60.0 && d.as_secs() % 60 == 0 {
+    if secs >= 60.0 && d.as_secs().is_multiple_of(60) {
         format!("{}m", d.as_secs() / 60)
     } else if secs >= 1.0 {
         format!("{}s", (secs * 10.0).round() / 10.0)

@@ -438,16 +438,16 @@ impl ApiEngine {
         if let Err(err) = self.docker.start_container(id, None).await {
             // The container's process could not start (missing command,
             // foreign binary without binfmt): an outcome, as for the CLI.
-            if let BollardError::DockerResponseServerError { message, .. } = &err {
-                if let Some(exit_code) = process_start_failure_code(message) {
-                    return Ok(RunOutcome {
-                        exit_code,
-                        stdout: String::new(),
-                        stderr: format!("{message}\n"),
-                        duration: started.elapsed(),
-                        timed_out: false,
-                    });
-                }
+            if let BollardError::DockerResponseServerError { message, .. } = &err
+                && let Some(exit_code) = process_start_failure_code(message)
+            {
+                return Ok(RunOutcome {
+                    exit_code,
+                    stdout: String::new(),
+                    stderr: format!("{message}\n"),
+                    duration: started.elapsed(),
+                    timed_out: false,
+                });
             }
             return Err(self.classify(Operation::StartContainer, id, err));
         }
@@ -849,6 +849,7 @@ impl ApiEngine {
             t: Some(spec.tag.clone()),
             rm: true,
             forcerm: true,
+            nocache: spec.no_cache,
             buildargs: to_map(&spec.build_args),
             labels: to_map(&spec.labels),
             platform: spec.platform.clone().unwrap_or_default(),

@@ -1093,10 +1093,10 @@ impl RemoveOnDrop {
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            if let Err(err) = remove_dir(&dir) {
-                warn!(dir = %dir.display(), error = %err, "failed to remove a temporary directory");
-            }
+        if let Some(dir) = self.0.take()
+            && let Err(err) = remove_dir(&dir)
+        {
+            warn!(dir = %dir.display(), error = %err, "failed to remove a temporary directory");
         }
     }
 }

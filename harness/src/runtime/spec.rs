@@ -248,6 +248,9 @@ pub struct BuildSpec {
     /// Wall-clock limit; when reached the build is abandoned and the
     /// outcome is marked [`BuildOutcome::timed_out`].
     pub timeout: Duration,
+    /// Runs every instruction again instead of reusing the engine's cached
+    /// layers (a `--qemu` run, so each QEMU really runs each `RUN`).
+    pub no_cache: bool,
 }
 
 impl BuildSpec {
@@ -260,6 +263,7 @@ impl BuildSpec {
             labels: BTreeMap::new(),
             platform: None,
             timeout: DEFAULT_BUILD_TIMEOUT,
+            no_cache: false,
         }
     }
 
@@ -307,6 +311,12 @@ impl BuildSpec {
     /// Sets the wall-clock limit.
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// Builds without the engine's layer cache when `no_cache`.
+    pub fn with_no_cache(mut self, no_cache: bool) -> Self {
+        self.no_cache = no_cache;
         self
     }
 }

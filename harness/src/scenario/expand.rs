@@ -15,7 +15,9 @@ use regex::Regex;
 use serde::Serialize;
 
 use super::error::{Diags, ExpandError, LoadError, LoadErrorKind};
-use super::model::{MatrixValue, Requires, Scenario, parse_duration, serialize_opt_duration};
+use super::model::{
+    MatrixValue, Requires, Scenario, Workload, parse_duration, serialize_opt_duration,
+};
 use super::raw::{
     OneOrMany, OrderedMap, RawBinfmt, RawBuild, RawExec, RawExit, RawExpect, RawMatcher,
     RawRegister, RawReset, RawRun, RawStep, RuntimeKind, Scalar,
@@ -68,6 +70,9 @@ pub struct Instance {
         serialize_with = "serialize_opt_duration"
     )]
     pub timeout: Option<Duration>,
+    /// The workload axis, for an instance of a workload scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<Workload>,
 }
 
 /// Expands the matrix (first key slowest, values in file order) and substitutes variables.
@@ -223,6 +228,7 @@ impl Resolver<'_, '_> {
             steps: steps?,
             teardown: teardown?,
             timeout: scenario.timeout,
+            workload: scenario.workload.clone(),
         })
     }
 
@@ -995,7 +1001,8 @@ fn check_flags(flags: &str) -> Result<String, String> {
 
 fn check_hex(value: &str, key: &str) -> Result<String, String> {
     let hex = value.to_ascii_lowercase();
-    if hex.is_empty() || hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.is_empty() || !hex.len().is_multiple_of(2) || !hex.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         return Err(format!(
             "invalid `{key}` `{value}`; expected an even number of hex digits, such as `7f454c46`"
         ));

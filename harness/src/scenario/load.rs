@@ -212,6 +212,31 @@ fn load_source(path: &Path, text: &str) -> Result<Scenario, Vec<LoadError>> {
     validate(path, &dir, &source, raw.value, &raw.mark)
 }
 
+/// Parses another qus YAML file (`compare --known`) with the scenario loader's options
+/// and its errors: `file:line:col`, the source line and a caret.
+pub(crate) fn load_yaml<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    text: &str,
+) -> Result<Sp<T>, LoadError> {
+    if text.len() > MAX_FILE_SIZE {
+        return Err(LoadError::file(
+            path,
+            LoadErrorKind::Syntax {
+                message: format!("the file is larger than {MAX_FILE_SIZE} bytes"),
+            },
+        ));
+    }
+    let options = serde_saphyr::options! {
+        strict_booleans: true,
+        with_snippet: false,
+        budget: serde_saphyr::budget! {
+            max_nodes: 200_000,
+            max_depth: 64,
+        },
+    };
+    serde_saphyr::from_str_with_options(text, options).map_err(|e| from_yaml(path, text, &e))
+}
+
 /// The absolute directory of a scenario path (the current directory for a bare name).
 fn scenario_dir(path: &Path) -> PathBuf {
     let parent = path.parent().unwrap_or(Path::new(""));

@@ -17,15 +17,18 @@ mod step;
 mod tags;
 mod validate;
 mod vars;
+mod workload;
 
 pub use error::{ExpandError, LoadError, LoadErrorKind, LoadErrors};
 pub use expand::{Instance, expand};
+pub(crate) use load::load_yaml;
 pub use load::{MAX_FILE_SIZE, load_file, load_paths, load_str};
 pub(crate) use model::parse_duration;
-pub use model::{KernelVersion, MatrixAxis, MatrixValue, Requires, Scenario, VarDecl};
+pub use model::{KernelVersion, MatrixAxis, MatrixValue, Requires, Scenario, VarDecl, Workload};
 pub use raw::{BinfmtAccess, NetworkMode, RuntimeKind};
 pub use schema::{SCHEMA_ID, json_schema};
 pub use span::Position;
+pub(crate) use span::{Mark, Sp};
 pub use step::{
     Action, Bind, BinfmtCheck, Build, BuildExpect, BuildSource, Exec, ExitExpectation, Expect,
     Matcher, Register, Registrar, Reset, Run, Step,
@@ -33,6 +36,6 @@ pub use step::{
 pub use tags::{TagExpr, TagExprError, parse_tag_expr};
 pub use validate::{API_VERSION, MAX_INSTANCES};
 pub use vars::{
-    BUILTIN_VARS, DEFAULT_REGISTRAR_BIN, DEFAULT_RUN_ID, VarAssignmentError, VarOverrides,
-    parse_var_assignment,
+    BUILTIN_VARS, DEFAULT_QUS_VERSION, DEFAULT_REGISTRAR_BIN, DEFAULT_RUN_ID, VarAssignmentError,
+    VarOverrides, parse_var_assignment,
 };

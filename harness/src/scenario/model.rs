@@ -34,6 +34,7 @@ pub struct Scenario {
     pub(crate) setup: Arc<[Sp<RawStep>]>,
     pub(crate) steps: Arc<[Sp<RawStep>]>,
     pub(crate) teardown: Arc<[Sp<RawStep>]>,
+    pub(crate) workload: Option<Workload>,
 }
 
 impl Scenario {
@@ -107,6 +108,21 @@ impl Scenario {
     pub fn step_count(&self) -> usize {
         self.setup.len() + self.steps.len() + self.teardown.len()
     }
+
+    /// The workload axis, for a workload scenario.
+    pub fn workload(&self) -> Option<&Workload> {
+        self.workload.as_ref()
+    }
+}
+
+/// A workload scenario's axis: the matrix key, and the label of its value
+/// whose instance runs natively (`workload: { native: { arch: native } }`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Workload {
+    /// The matrix key (`arch`).
+    pub key: String,
+    /// The label of the native value (`native`).
+    pub native: String,
 }
 
 /// What a scenario needs from the host.

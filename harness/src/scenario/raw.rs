@@ -57,6 +57,21 @@ pub(crate) struct RawScenario {
     pub teardown: Option<Vec<Sp<RawStep>>>,
     /// Time limit for the whole scenario, such as `30s`, `5m`, `1h` or `500ms`.
     pub timeout: Option<Sp<String>>,
+    /// Makes this a workload scenario: the wall time of every instance's `steps` phase is
+    /// recorded, and each emulated instance is compared with the native one that has the
+    /// same other matrix values (and runs on the same QEMU).
+    pub workload: Option<Sp<RawWorkload>>,
+}
+
+/// `workload`: which instance runs natively.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Workload")]
+pub(crate) struct RawWorkload {
+    /// One matrix key and the label of its value whose instance runs natively, such as
+    /// `{ arch: native }`.
+    #[schemars(required)]
+    pub native: Option<Sp<OrderedMap<Sp<Scalar>>>>,
 }
 
 /// The matrix as written: keys in file order, each with its list of values.

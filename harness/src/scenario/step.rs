@@ -336,10 +336,10 @@ impl Matcher {
     /// empty when all hold.
     pub fn mismatches(&self, text: &str) -> Vec<String> {
         let mut out = Vec::new();
-        if let Some(expected) = &self.equals {
-            if text != expected {
-                out.push(format!("does not equal {expected:?}"));
-            }
+        if let Some(expected) = &self.equals
+            && text != expected
+        {
+            out.push(format!("does not equal {expected:?}"));
         }
         for needle in &self.contains {
             if !text.contains(needle.as_str()) {

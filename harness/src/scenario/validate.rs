@@ -1,7 +1,7 @@
 //! Load-time checks that turn a [`RawScenario`] into a [`Scenario`].
 //!
 //! The main function is [`validate`]. It checks the top-level values (apiVersion, name,
-//! tags, runtimes, requirements, variables, matrix, steps, timeout), then resolves every
+//! tags, runtimes, requirements, variables, matrix, steps, timeout, workload), then resolves every
 //! matrix instance with the declared defaults (`expand::check`) so that step errors,
 //! unknown variables and bad regexes surface here, before any container starts. All errors
 //! of a file are collected, each at its own position. Cross-file checks live in `load.rs`.
@@ -17,6 +17,7 @@ use super::model::{
 use super::raw::{MatrixItem, RawScenario, RuntimeKind, Scalar};
 use super::span::{Mark, Sp};
 use super::vars::{BUILTIN_VARS, is_identifier};
+use super::workload;
 
 /// The only supported `apiVersion`.
 pub const API_VERSION: &str = "qus/v1";
@@ -72,6 +73,7 @@ pub(crate) fn validate(
     let requires = requires(d, &raw);
     let vars = vars(d, &raw);
     let (matrix, matrix_ok) = matrix(d, &raw, &vars);
+    let workload = workload::validate(d, raw.workload.as_ref(), &matrix, matrix_ok);
     let steps = match raw.steps {
         None => {
             missing(d, doc, "steps");
@@ -117,6 +119,7 @@ pub(crate) fn validate(
         setup: raw.setup.unwrap_or_default().into(),
         steps: steps.into(),
         teardown: raw.teardown.unwrap_or_default().into(),
+        workload,
     };
     let mut errors = diags.into_errors();
     // Steps are resolved per matrix instance, which needs a sound matrix.

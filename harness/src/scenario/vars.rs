@@ -12,6 +12,10 @@ use std::collections::BTreeMap;
 ///
 /// - `HOST_ARCH`: the host's architecture (default: the harness's compile target, such as
 ///   `x86_64`).
+/// - `QUS_VERSION`: the image version tag of the QEMU the instance runs on, in a run with
+///   `--qemu` (`11.1.3-1`); else [`DEFAULT_QUS_VERSION`] (`latest`).
+/// - `QUS_VERSION_SUFFIX`: `-` and that version (`-11.1.3-1`) in a run with `--qemu`, else
+///   empty: `${QUS_REPO}:x86_64-aarch64${QUS_VERSION_SUFFIX}` names a per-target image.
 /// - `REGISTRAR_BIN`: the registrar binary for `register: { host: true }` (default
 ///   `qus-register`).
 /// - `RUN_ID`: the identifier of this run (default `local`).
@@ -19,11 +23,16 @@ use std::collections::BTreeMap;
 /// - `SCENARIO_DIR`: the absolute directory of the scenario file.
 pub const BUILTIN_VARS: &[&str] = &[
     "HOST_ARCH",
+    "QUS_VERSION",
+    "QUS_VERSION_SUFFIX",
     "REGISTRAR_BIN",
     "RUN_ID",
     "SCENARIO",
     "SCENARIO_DIR",
 ];
+
+/// Default of `QUS_VERSION`: the tag of the newest image built.
+pub const DEFAULT_QUS_VERSION: &str = "latest";
 
 /// Default of `REGISTRAR_BIN`.
 pub const DEFAULT_REGISTRAR_BIN: &str = "qus-register";
@@ -84,6 +93,16 @@ impl VarOverrides {
         self
     }
 
+    /// Sets the built-ins `QUS_VERSION` (`version`) and `QUS_VERSION_SUFFIX`
+    /// (`-<version>`) for the instances of one QEMU of a `--qemu` run.
+    pub fn with_qemu_version(mut self, version: &str) -> Self {
+        self.builtins
+            .insert("QUS_VERSION".to_owned(), version.to_owned());
+        self.builtins
+            .insert("QUS_VERSION_SUFFIX".to_owned(), format!("-{version}"));
+        self
+    }
+
     /// Sets the built-in `REGISTRAR_BIN`.
     pub fn with_registrar_bin(mut self, path: impl Into<String>) -> Self {
         self.builtins
@@ -108,6 +127,8 @@ impl VarOverrides {
         }
         match name {
             "HOST_ARCH" => Some(std::env::consts::ARCH.to_owned()),
+            "QUS_VERSION" => Some(DEFAULT_QUS_VERSION.to_owned()),
+            "QUS_VERSION_SUFFIX" => Some(String::new()),
             "REGISTRAR_BIN" => Some(DEFAULT_REGISTRAR_BIN.to_owned()),
             "RUN_ID" => Some(DEFAULT_RUN_ID.to_owned()),
             _ => None,
@@ -318,6 +339,14 @@ mod tests {
         assert_eq!(o.builtin("RUN_ID").as_deref(), Some("r1"));
         assert_eq!(o.builtin("REGISTRAR_BIN").as_deref(), Some("/bin/reg"));
         assert_eq!(o.builtin("SCENARIO"), None);
+        assert_eq!(o.builtin("QUS_VERSION").as_deref(), Some("latest"));
+        assert_eq!(o.builtin("QUS_VERSION_SUFFIX").as_deref(), Some(""));
+        let o = o.with_qemu_version("11.1.3-1");
+        assert_eq!(o.builtin("QUS_VERSION").as_deref(), Some("11.1.3-1"));
+        assert_eq!(
+            o.builtin("QUS_VERSION_SUFFIX").as_deref(),
+            Some("-11.1.3-1")
+        );
     }
 
     #[test]
