@@ -49,13 +49,18 @@ pub struct Env<'a> {
 /// Runs the command on this host; returns the exit status. With
 /// `--private` it does not return when the command starts
 /// ([`private::run`](crate::private::run)); with `--wait` it returns when a
-/// signal stops it ([`daemon::run`](crate::daemon::run)).
+/// signal stops it ([`daemon::run`](crate::daemon::run)); `--check-health`
+/// reads that process's health file and nothing else
+/// ([`daemon::check_health`](crate::daemon::check_health)).
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     if cli.private {
         return crate::private::run(cli, err);
     }
     if cli.wait {
         return crate::daemon::run(cli, out, err);
+    }
+    if cli.check_health {
+        return crate::daemon::check_health_cli(cli, std::time::SystemTime::now(), out, err);
     }
     let binfmt = Binfmt::new(&cli.mount);
     let env = Env {
