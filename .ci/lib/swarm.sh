@@ -224,6 +224,10 @@ _qus_swarm_checks() {
     [ "$out" = aarch64 ] ||
         _qus_swarm_fail "\`docker run $arm64 uname -m\` printed \`$out\`, not \`aarch64\`: $(cat "$work/run.err")" "$keep" || return 1
     echo "swarm: $(wc -l <"$work/registered") entries registered; $arm64 runs: $out"
+    # What docs/examples.md tells users to run on a node.
+    docker exec "$(_qus_swarm_container "$keep")" /usr/bin/qus-register --status --verify >"$work/status" 2>&1 ||
+        _qus_swarm_fail "\`qus-register --status --verify\` in the task failed: $(tail -n 5 "$work/status")" "$keep" ||
+        return 1
     # Flushed by hand: back within two intervals.
     qus_binfmt_flush
     took=$(date +%s%N)
