@@ -165,11 +165,18 @@ _qus_swarm_logged() {
     log=$(docker logs "$(_qus_swarm_container "$1")" 2>&1) && grep -qF "$2" <<<"$log"
 }
 
-# What a failure shows: the service's tasks and log.
+# What a failure shows: the service's tasks, its last healthchecks and log.
 _qus_swarm_show() {
-    local stack=$1
+    local stack=$1 cid
     echo "--- docker service ps $stack""_qus-register" >&2
     docker service ps --no-trunc "${stack}_qus-register" >&2 || true
+    cid=$(_qus_swarm_container "$stack")
+    if [ -n "$cid" ]; then
+        echo "--- the last healthchecks of container $cid" >&2
+        docker inspect --format \
+            '{{with .State.Health}}{{range .Log}}exit {{.ExitCode}}: {{.Output}}{{println}}{{end}}{{end}}' \
+            "$cid" 2>&1 | tail -n 12 >&2 || true
+    fi
     echo "--- docker service logs $stack""_qus-register" >&2
     docker service logs --raw "${stack}_qus-register" 2>&1 | tail -n 40 >&2 || true
 }

@@ -222,7 +222,8 @@ pub struct Cli {
     )]
     pub wait: bool,
 
-    /// With `--wait`: seconds between checks (1 to 86400).
+    /// With `--wait`: seconds between checks (1 to 86400). With
+    /// `--check-health`: the interval of the process that writes the file.
     #[arg(
         long,
         value_name = "SECONDS",
