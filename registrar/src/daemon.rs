@@ -32,10 +32,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::app::{self, Env, print_error};
 use crate::apply;
-use crate::binfmt::{Binfmt, HostFacts};
+use crate::binfmt::Binfmt;
 use crate::cli::{Cli, exit};
 use crate::entry::Entry;
-use crate::interpreter;
 use crate::plan::{self, Action, Plan, Request};
 use crate::targets::{self, Target};
 use crate::verify;
@@ -156,12 +155,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
         }
     };
     let binfmt = Binfmt::new(&cli.mount);
-    let env = Env {
-        registry: &binfmt,
-        host: HostFacts::read(cli.host_arch.as_deref()),
-        interpreter: &interpreter::facts,
-        probe: &verify::execute_probe,
-    };
+    let env = Env::host(&binfmt, cli.host_arch.as_deref());
     run_with(cli, &env, &Options::from_cli(cli), &mut signals, out, err)
 }
 
