@@ -23,6 +23,12 @@
 //! makes that a failure. Trials run one at a time: scenarios may write the
 //! host's binfmt_misc.
 //!
+//! `QUS_SCENARIO_RUNTIMES=host,docker` keeps the trials of those runtimes
+//! only (a runtime this build does not enable, or an unknown name, is one
+//! failing trial `scenarios::runtimes` naming it). The CI gate sets it to
+//! `host`: its suite stages run the engines' instances through
+//! `qus-harness run`, on each QEMU it gates, with the reports it checks.
+//!
 //! ```console
 //! cargo test -p qus-harness --features docker --test scenarios -- 'docker::persistent'
 //! QUS_VARS=ARM64_IMAGE=arm64v8/ubuntu cargo test -p qus-harness --features docker --test scenarios
@@ -51,6 +57,9 @@ const DIR_VAR: &str = "QUS_SCENARIOS_DIR";
 /// `--var`s as `K=V,K=V`.
 const VARS_VAR: &str = "QUS_VARS";
 
+/// Keeps the trials of the runtimes named, comma-separated.
+const RUNTIMES_VAR: &str = "QUS_SCENARIO_RUNTIMES";
+
 /// Turns an unusable engine into a failure.
 const REQUIRE_ENGINES: &str = "QUS_REQUIRE_ENGINES";
 
@@ -65,6 +74,30 @@ fn main() {
     // Scenarios may write the host's binfmt_misc, which is global.
     args.test_threads = Some(1);
     libtest_mimic::run(&args, trials()).exit();
+}
+
+/// The runtimes to test: those this build enables, or the ones
+/// `$QUS_SCENARIO_RUNTIMES` names among them.
+fn selected_runtimes() -> Result<Vec<RuntimeKind>, String> {
+    let enabled = runtimes();
+    let Ok(text) = std::env::var(RUNTIMES_VAR) else {
+        return Ok(enabled);
+    };
+    let mut chosen = Vec::new();
+    for name in text.split(',').map(str::trim) {
+        let kind: RuntimeKind = name.parse().map_err(|_| {
+            format!("{RUNTIMES_VAR}: `{name}` is not a runtime (host, docker, podman, singularity)")
+        })?;
+        if !enabled.contains(&kind) {
+            return Err(format!(
+                "{RUNTIMES_VAR}: `{name}` is not enabled in this build (its cargo feature is off)"
+            ));
+        }
+        if !chosen.contains(&kind) {
+            chosen.push(kind);
+        }
+    }
+    Ok(enabled.into_iter().filter(|k| chosen.contains(k)).collect())
 }
 
 /// The runtimes this build tests, in a fixed order.
@@ -117,6 +150,12 @@ fn trials() -> Vec<Trial> {
             return vec![Trial::test("scenarios::vars", move || Err(message.into()))];
         }
     };
+    let kinds = match selected_runtimes() {
+        Ok(kinds) => kinds,
+        Err(message) => {
+            return vec![Trial::test("scenarios::runtimes", move || Err(message.into()))];
+        }
+    };
     let mut trials = Vec::new();
     for scenario in scenarios {
         let scenario = Arc::new(scenario);
@@ -133,7 +172,7 @@ fn trials() -> Vec<Trial> {
             }
         };
         for id in ids {
-            for kind in runtimes() {
+            for &kind in &kinds {
                 let (scenario, id, cli_vars) = (scenario.clone(), id.clone(), cli_vars.clone());
                 trials.push(Trial::ignorable_test(
                     format!("{}::{id}", kind.as_str()),
