@@ -19,7 +19,8 @@
 //! build (public images: the harness never pulls); [`prepare`] builds them
 //! with Docker, as the `images` commands do (idempotent by recipe, root
 //! filesystems cached); Podman then gets a copy of what it lacks from
-//! Docker, and Apptainer unpacks Docker's images when it runs them. Where
+//! Docker, and of qus's own images where its copy is not Docker's image
+//! (an older `latest`), and Apptainer unpacks Docker's images when it runs them. Where
 //! Docker does not answer, Podman builds what it lacks itself.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -284,7 +285,8 @@ pub struct Prepared {
     /// Images that were absent and are qus's: built (or found up to date)
     /// with Docker, or with Podman where Docker does not answer.
     pub built: Vec<String>,
-    /// Images copied from Docker into Podman.
+    /// Images copied from Docker into Podman: absent there, or (qus's own)
+    /// another image than Docker's under the same name.
     pub copied: Vec<String>,
     /// Absent images qus does not build; the steps that use them will fail.
     pub foreign: Vec<String>,
@@ -337,13 +339,22 @@ pub fn prepare_run(
     progress: &dyn Progress,
 ) -> Result<Prepared, PrepareError> {
     let (images, repos) = referenced_images(planned);
+    // Podman's copies of qus's own images are brought up to date with
+    // Docker's too: a tag such as `latest` moves to another QEMU when the
+    // images are rebuilt, and a stale copy would test the old one.
+    let own: Vec<String> = match store {
+        ImageStore::Podman(_) => {
+            PrepareNeeds::of(images.iter().map(String::as_str), &repos).buildable
+        }
+        _ => Vec::new(),
+    };
     let lacking: Vec<String> = match store {
         ImageStore::None => Vec::new(),
         ImageStore::Docker(_) | ImageStore::FromDocker => images.into_iter().collect(),
         // Podman may have them without Docker (loaded by hand).
         ImageStore::Podman(podman) => tokio.block_on(absent_from(podman, images)),
     };
-    if lacking.is_empty() {
+    if lacking.is_empty() && own.is_empty() {
         return Ok(Prepared::default());
     }
     let docker = tokio.block_on(async {
@@ -365,6 +376,8 @@ pub fn prepare_run(
             lacking.clone(),
             None,
         ),
+        // Nothing lacking, and no Docker to compare Podman's copies with.
+        (Err(_), _) if lacking.is_empty() => return Ok(Prepared::default()),
         (Err(reason), _) => {
             let needs = PrepareNeeds::of(lacking.iter().map(String::as_str), &repos);
             if needs.is_empty() {
@@ -387,14 +400,21 @@ pub fn prepare_run(
     let mut copied = Vec::new();
     if let (ImageStore::Podman(podman), Some(docker)) = (store, &docker) {
         let foreign: BTreeSet<&String> = needs.foreign.iter().collect();
-        for image in lacking.iter().filter(|i| !foreign.contains(i)) {
-            tokio
+        let sync: BTreeSet<&String> = lacking
+            .iter()
+            .filter(|i| !foreign.contains(i))
+            .chain(&own)
+            .collect();
+        for image in sync {
+            let copy = tokio
                 .block_on(copy_image_from_docker(docker, podman, image))
                 .map_err(|e| PrepareError::Copy {
                     image: image.clone(),
                     reason: error_chain(&e),
                 })?;
-            copied.push(image.clone());
+            if copy {
+                copied.push(image.clone());
+            }
         }
     }
     Ok(Prepared {

@@ -210,18 +210,24 @@ async fn images_built_with_docker_run_on_podman_after_a_copy(
     let began = Instant::now();
     {
         let _capture = tracing::subscriber::set_default(subscriber);
-        copy_image_from_docker(&docker.runtime, &fx.runtime, &docker.image)
-            .await
-            .expect("the copy succeeds");
+        assert!(
+            copy_image_from_docker(&docker.runtime, &fx.runtime, &docker.image)
+                .await
+                .expect("the copy succeeds"),
+            "the first copy copies"
+        );
         let copied = began.elapsed();
         assert!(
             log.take()
                 .contains("copied the image from docker to podman")
         );
         let began = Instant::now();
-        copy_image_from_docker(&docker.runtime, &fx.runtime, &docker.image)
-            .await
-            .expect("the second copy succeeds");
+        assert!(
+            !copy_image_from_docker(&docker.runtime, &fx.runtime, &docker.image)
+                .await
+                .expect("the second copy succeeds"),
+            "the second copy has nothing to copy"
+        );
         eprintln!(
             "podman: copy {copied:?}, skipped copy {:?}",
             began.elapsed()

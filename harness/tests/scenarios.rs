@@ -153,7 +153,9 @@ fn trials() -> Vec<Trial> {
     let kinds = match selected_runtimes() {
         Ok(kinds) => kinds,
         Err(message) => {
-            return vec![Trial::test("scenarios::runtimes", move || Err(message.into()))];
+            return vec![Trial::test("scenarios::runtimes", move || {
+                Err(message.into())
+            })];
         }
     };
     let mut trials = Vec::new();

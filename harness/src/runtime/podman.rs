@@ -157,7 +157,8 @@ impl Runtime for PodmanRuntime {
 /// disk. Nothing is copied when Podman already has `image` with the same
 /// image ID (the digest of its configuration, which both engines share).
 /// Labels travel with the image, so [`Runtime::remove_labelled`] on Podman
-/// also removes the copy.
+/// also removes the copy. Returns whether it copied (`false`: Podman had
+/// Docker's image already).
 ///
 /// # Errors
 ///
@@ -168,7 +169,7 @@ pub async fn copy_image_from_docker(
     docker: &DockerRuntime,
     podman: &PodmanRuntime,
     image: &str,
-) -> Result<(), RuntimeError> {
+) -> Result<bool, RuntimeError> {
     let (source, target) = (docker.engine(), &podman.engine);
     let id = source
         .image_id(image)
@@ -180,7 +181,7 @@ pub async fn copy_image_from_docker(
         })?;
     if target.image_id(image).await?.as_deref() == Some(id.as_str()) {
         debug!(image, id, "podman already has the image");
-        return Ok(());
+        return Ok(false);
     }
     // Until `Operation` has image export and load steps, the load is
     // reported as making (building) the image in Podman.
@@ -196,7 +197,7 @@ pub async fn copy_image_from_docker(
     match target.image_id(image).await? {
         Some(loaded) if loaded == id => {
             debug!(image, id, "copied the image from docker to podman");
-            Ok(())
+            Ok(true)
         }
         loaded => Err(RuntimeError::OperationFailed {
             operation: Operation::BuildImage,
