@@ -12,8 +12,8 @@
 use std::io::{self, IsTerminal as _};
 
 use crate::cli::{
-    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, PathsArgs,
-    RunArgs, RuntimeChoice, SelectArgs, exit,
+    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, InternalCommand,
+    PathsArgs, RunArgs, RuntimeChoice, SelectArgs, exit,
 };
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
@@ -27,6 +27,7 @@ use crate::runtime::{
     DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
     UnavailableRuntime,
 };
+use crate::sandbox::{Sandbox, SandboxOptions};
 use crate::scenario::{self, Instance, Scenario, VarOverrides};
 
 /// Prints a result line. A closed stdout (`qus-harness list | head`) ends
@@ -70,6 +71,10 @@ pub fn main(cli: Cli) -> u8 {
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Images(ImagesCommand::Registrar(args)) => images_registrar(&args),
+        Command::Internal(InternalCommand::HoldNamespace) => crate::sandbox::hold(),
+        Command::Internal(InternalCommand::ViewExec(args)) => {
+            crate::sandbox::view_exec(&args.scratch, &args.emulators, &args.command)
+        }
     }
 }
 
@@ -390,6 +395,54 @@ fn prepare_images(
     }
 }
 
+/// The host runtime's sandbox for `planned`: private namespaces where the
+/// kernel allows them, and the emulators of the registrar images the
+/// instances run (fetched into the cache where the host has none). Says
+/// what it found. `Err` is the exit code.
+fn prepare_sandbox(tokio: &tokio::runtime::Runtime, planned: &[Planned]) -> Result<Sandbox, u8> {
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: failed to find the `qus-harness` binary: {e}");
+            return Err(exit::ENVIRONMENT);
+        }
+    };
+    let options = SandboxOptions {
+        helper,
+        registrar: registrar_bin().unwrap_or_else(|| "qus-register".to_owned()),
+        cache_dir: crate::images::default_cache_dir(),
+        host_qemu_dir: crate::sandbox::HOST_QEMU_DIR.into(),
+        private: true,
+    };
+    let images = crate::sandbox::registrar_images(planned);
+    match tokio.block_on(Sandbox::prepare(&options, &images, &images_progress)) {
+        Ok(sandbox) => {
+            match sandbox.private_status() {
+                Ok(()) => progress!(
+                    "hermetic       yes: each instance that writes binfmt_misc runs in a private \
+                     registry of its own, in parallel; the host's is only read"
+                ),
+                Err(why) => progress!(
+                    "hermetic       no: instances that write binfmt_misc run one at a time on the \
+                     host's registry, saved and restored ({why})"
+                ),
+            }
+            for (image, view) in sandbox.views() {
+                progress!("emulators      `{image}`: {}", view.origin);
+            }
+            Ok(sandbox)
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            eprintln!(
+                "  hint: Debian's archive must be reachable to fetch QEMU; or install \
+                 `qemu-user-static`, or run the registrar images on a container engine"
+            );
+            Err(exit::ENVIRONMENT)
+        }
+    }
+}
+
 /// The engine `--engine` names, where its environment says it answers.
 fn image_engine(choice: crate::cli::BuildEngine) -> crate::images::ImageEngine {
     match choice {
@@ -516,8 +569,35 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return code;
         }
     }
-    // Save the host's binfmt_misc state whenever we could change it.
-    let guard = if writes_host {
+    let all: Vec<Planned> = match &groups {
+        Some(groups) => groups
+            .iter()
+            .flat_map(|g| g.planned.iter().cloned())
+            .collect(),
+        None => planned.clone(),
+    };
+    let sandbox = match &engine {
+        Engine::Host(_) => match prepare_sandbox(&tokio, &all) {
+            Ok(sandbox) => Some(std::sync::Arc::new(sandbox)),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let hermetic = sandbox.as_ref().is_some_and(|s| s.is_private());
+    // Save the host's binfmt_misc state whenever we could change it; a
+    // hermetic run writes only private registries, and compares.
+    let guard = if hermetic {
+        match HostGuard::watch(qus_registrar::binfmt::Binfmt::default()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!(
+                    "error: failed to read the host's binfmt_misc entries: {}",
+                    error_chain(&e)
+                );
+                return exit::ENVIRONMENT;
+            }
+        }
+    } else if writes_host {
         match HostGuard::take(qus_registrar::binfmt::Binfmt::default()) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -541,6 +621,7 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         step_timeout: args.step_timeout,
         keep: args.keep,
         teardown_grace: TEARDOWN_GRACE,
+        sandbox,
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);

@@ -76,6 +76,42 @@ pub enum Command {
     /// verdict: exit 0 when the candidate regressed nowhere (or only where
     /// a known difference says so), 1 when it did, 2 on a usage error.
     Compare(CompareArgs),
+    /// The harness's own helper processes (private namespaces, registrar
+    /// image views); not for people.
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+/// `internal` subcommands: what `qus-harness` does when the harness starts
+/// it as a helper (`sandbox/helper.rs`).
+#[derive(Debug, Subcommand)]
+pub enum InternalCommand {
+    /// Create a user and mount namespace with a private binfmt_misc and
+    /// hold it until standard input closes (a line protocol on stdio).
+    HoldNamespace,
+    /// Run COMMAND in a mount namespace whose `/usr/bin` holds exactly
+    /// the given emulators.
+    ViewExec(ViewExecArgs),
+}
+
+/// `internal view-exec` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ViewExecArgs {
+    /// An empty directory to mount a scratch tmpfs on.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: PathBuf,
+
+    /// One emulator of the view, `qemu-<cpu>-static=/path/to/file`.
+    #[arg(long = "emulator", value_name = "NAME=PATH", value_parser = parse_view_file)]
+    pub emulators: Vec<crate::sandbox::ViewFile>,
+
+    /// The command.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+fn parse_view_file(s: &str) -> Result<crate::sandbox::ViewFile, String> {
+    crate::sandbox::ViewFile::parse(s)
 }
 
 /// `compare` flags.

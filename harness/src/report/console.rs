@@ -271,6 +271,8 @@ impl Reporter for ConsoleReporter {
                     changed: *changed,
                 });
             }
+            // The summary carries the comparison.
+            Event::HostStateChecked { .. } => {}
             Event::RunFinished { summary } => {
                 if let Some(progress) = self.progress.take() {
                     progress.clear();
@@ -465,6 +467,27 @@ fn summary_block(
         let _ = writeln!(text, "{}", rare.join(", "));
     }
     let _ = writeln!(text, "finished in {}", Secs(summary.duration));
+    if let Some(check) = &summary.host_state_checked {
+        let private = match check.private_instances {
+            0 => String::new(),
+            1 => "; 1 instance wrote binfmt_misc in a private registry".to_owned(),
+            n => format!("; {n} instances wrote binfmt_misc in private registries"),
+        };
+        if check.is_untouched() {
+            let _ = writeln!(
+                text,
+                "host binfmt state untouched ({} entries, the same before and after{private})",
+                check.entries
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "host binfmt state CHANGED during the run: {} (restored where possible)",
+                check.changed.join(", ")
+            );
+        }
+        return text;
+    }
     // A restore event without a verdict in the summary still means the
     // runner restored the state.
     let restored = summary.host_state_restored.or(host_state.map(|_| true));
