@@ -15,6 +15,7 @@ use crate::cli::{
     Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, InternalCommand,
     PathsArgs, RunArgs, RuntimeChoice, SelectArgs, exit,
 };
+use crate::fallback::Tried;
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
 use crate::prepare;
@@ -281,6 +282,13 @@ async fn connect_singularity(select: &SelectArgs) -> Result<SingularityRuntime, 
 /// answers of Docker, Podman, Apptainer/Singularity, else the host; for an
 /// explicit choice, that engine or the reason it is unusable.
 async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
+    let (engine, probe, _) = connect_tried(select).await;
+    (engine, probe)
+}
+
+/// [`connect`], with the engines `--runtime auto` tried before the one it
+/// returns (the run names them: [`crate::fallback::notice`]).
+async fn connect_tried(select: &SelectArgs) -> (Engine, Result<(), String>, Vec<Tried>) {
     async fn probed<R: Runtime>(rt: R) -> Result<R, String> {
         rt.probe().await.map(|_| rt).map_err(|e| error_chain(&e))
     }
@@ -310,7 +318,7 @@ async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
             Err(e),
         )
     };
-    match select.runtime {
+    let (engine, probe) = match select.runtime {
         RuntimeChoice::Docker => match docker().await {
             Ok(d) => (Engine::Docker(d), Ok(())),
             Err(e) => unavailable(RuntimeKind::Docker, e),
@@ -325,17 +333,33 @@ async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
         },
         RuntimeChoice::Host => (host(), Ok(())),
         RuntimeChoice::Auto => {
-            if let Ok(d) = docker().await {
-                return (Engine::Docker(d), Ok(()));
+            let mut tried = Vec::new();
+            match docker().await {
+                Ok(d) => return (Engine::Docker(d), Ok(()), tried),
+                Err(e) => tried.push(Tried::new(RuntimeKind::Docker, e)),
             }
-            if let Ok(p) = podman().await {
-                return (Engine::Podman(p), Ok(()));
+            match podman().await {
+                Ok(p) => return (Engine::Podman(p), Ok(()), tried),
+                Err(e) => tried.push(Tried::new(RuntimeKind::Podman, e)),
             }
-            if let Ok(s) = singularity().await {
-                return (Engine::Singularity(s), Ok(()));
+            match singularity().await {
+                Ok(s) => return (Engine::Singularity(s), Ok(()), tried),
+                Err(e) => tried.push(Tried::new(RuntimeKind::Singularity, e)),
             }
-            (host(), Ok(()))
+            return (host(), Ok(()), tried);
         }
+    };
+    (engine, probe, Vec::new())
+}
+
+/// The runtime an engine is.
+fn engine_kind(engine: &Engine) -> RuntimeKind {
+    match engine {
+        Engine::Docker(_) => RuntimeKind::Docker,
+        Engine::Podman(_) => RuntimeKind::Podman,
+        Engine::Singularity(_) => RuntimeKind::Singularity,
+        Engine::Host(_) => RuntimeKind::Host,
+        Engine::Unavailable(u) => u.kind(),
     }
 }
 
@@ -526,7 +550,10 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return exit::ENVIRONMENT;
         }
     };
-    let (engine, probe) = tokio.block_on(connect(&args.select));
+    let (engine, probe, tried) = tokio.block_on(connect_tried(&args.select));
+    for line in crate::fallback::notice(&tried, engine_kind(&engine)) {
+        eprintln!("{line}");
+    }
     // `--keep` leaves each container in place too, not only the images.
     let engine = match engine {
         Engine::Docker(d) => Engine::Docker(d.with_keep(args.keep)),
@@ -667,6 +694,19 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return exit::INTERRUPTED;
         }
         return exit::FAILED;
+    }
+    let summary = &end.summary;
+    let executed = summary.passed + summary.failed + summary.errored + summary.timed_out;
+    if executed == 0
+        && crate::fallback::is_ci(std::env::var(crate::fallback::CI_VAR).ok().as_deref())
+    {
+        eprintln!(
+            "error: `CI` is set and no instance executed ({} skipped): a CI run that proves \
+             nothing fails",
+            summary.skipped
+        );
+        eprintln!("  hint: start an engine (see the notes above, or `qus-harness doctor`)");
+        return exit::ENVIRONMENT;
     }
     summary_code(&end.summary)
 }

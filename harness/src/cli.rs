@@ -24,7 +24,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Environment error: the engine asked for with `--require-engine` is
     /// absent or unusable, the images the run needs could not be prepared,
-    /// or the host's binfmt_misc state could not be saved or restored.
+    /// the host's binfmt_misc state could not be saved or restored, or
+    /// `CI=true` and no instance executed.
     pub const ENVIRONMENT: u8 = 3;
     /// The run was interrupted (SIGINT or SIGTERM); the host was restored.
     pub const INTERRUPTED: u8 = 130;
@@ -33,7 +34,8 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit status: 0 all passed; 1 a scenario failed; 2 usage or configuration \
 error; 3 environment error (engine required but absent, images the run needs \
-not buildable, binfmt_misc state not restorable); 130 interrupted.";
+not buildable, binfmt_misc state not restorable, CI=true and nothing executed); \
+130 interrupted.";
 
 /// Runs qus conformance scenarios (YAML) against Docker, Podman,
 /// Apptainer/Singularity or the host, and restores the host's binfmt_misc

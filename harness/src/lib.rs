@@ -18,6 +18,7 @@ mod capability;
 pub mod cli;
 pub mod compare;
 pub mod doctor;
+pub mod fallback;
 pub mod host;
 pub mod images;
 pub mod plan;

@@ -794,6 +794,18 @@ fn entry(inputs: &Inputs, e: &Entry) -> Check {
 
 fn engine_fix(engine: &EngineInput, found: bool) -> String {
     match (engine.kind, found) {
+        (RuntimeKind::Singularity | RuntimeKind::Host, true) => {
+            format!("check that `{} --version` runs", engine.location)
+        }
+        (kind, found) => engine_hint(kind, found),
+    }
+}
+
+/// The command that gets an engine of `kind` answering: installing it
+/// when its program was not `found`, else starting it (shared with the
+/// run's fallback notice).
+pub fn engine_hint(kind: RuntimeKind, found: bool) -> String {
+    match (kind, found) {
         (RuntimeKind::Docker, false) => {
             "install Docker (`apt-get install docker.io`) and start it".to_owned()
         }
@@ -812,7 +824,7 @@ fn engine_fix(engine: &EngineInput, found: bool) -> String {
              (or point QUS_PODMAN_SOCKET at it)"
             .to_owned(),
         (_, false) => "install Apptainer, or point QUS_SINGULARITY_BIN at it".to_owned(),
-        (_, true) => format!("check that `{} --version` runs", engine.location),
+        (_, true) => "check that `apptainer --version` runs".to_owned(),
     }
 }
 

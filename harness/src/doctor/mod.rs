@@ -12,7 +12,7 @@ mod checks;
 mod inputs;
 mod render;
 
-pub use checks::{Check, Status, checks};
+pub use checks::{Check, Status, checks, engine_hint};
 pub use inputs::{
     BINFMT_D_DIRS, BinfmtDFile, EngineInput, Inputs, Interpreter, LoadFixtureError, SystemdInputs,
 };
