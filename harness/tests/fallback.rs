@@ -77,6 +77,12 @@ fn the_run_starts_by_naming_each_engine_tried_why_and_the_fix() {
     assert!(lines[5].contains("/nonexistent/qus/docker.sock"), "{err}");
     assert!(lines[6].starts_with("    fix: "), "{err}");
     assert!(lines[6].contains("takes its images from Docker"), "{err}");
+    // The summary counts the skip by its cause.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("0 passed, 0 failed, 1 skipped\nskipped by cause:\n     1  needs another runtime than `host`\n"),
+        "{stdout}"
+    );
 }
 
 #[test]

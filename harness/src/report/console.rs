@@ -32,6 +32,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, T
 use super::events::{Event, InstanceId, InstanceKey, QemuInfo, Stream};
 use super::model::{Collector, HostState, RunSummary, ScenarioResult, Status, StepRecord};
 use super::reporter::{ReportError, Reporter};
+use super::skips::SkipCauses;
 use super::tables;
 
 /// How many lines of a failing step's stdout and stderr a failure shows.
@@ -77,6 +78,8 @@ pub struct ConsoleReporter {
     qemus: Vec<QemuInfo>,
     /// The results so far, for the per-QEMU counts and workload tables.
     collector: Collector,
+    /// Skips by cause, for the summary.
+    skip_causes: SkipCauses,
 }
 
 impl ConsoleReporter {
@@ -93,6 +96,7 @@ impl ConsoleReporter {
             host_state: None,
             qemus: Vec::new(),
             collector: Collector::new(),
+            skip_causes: SkipCauses::default(),
         }
     }
 
@@ -258,10 +262,15 @@ impl Reporter for ConsoleReporter {
                     self.not_passed
                         .insert(instance.key(), (label.clone(), result.status));
                 }
+                if result.status == Status::Skipped {
+                    self.skip_causes
+                        .add(result.failure.as_deref().unwrap_or("skipped at run time"));
+                }
                 self.instance_done(instance);
                 self.emit(&finished_block(&label, result));
             }
             Event::ScenarioSkipped { instance, reason } => {
+                self.skip_causes.add(reason);
                 self.instance_done(instance);
                 self.emit(&format!("SKIP  {}: {reason}\n", self.label(instance)));
             }
@@ -280,11 +289,12 @@ impl Reporter for ConsoleReporter {
                 let report = self.collector.report();
                 let mut text = tables::workload_tables(&report);
                 text.push_str(&summary_block(summary, self.host_state, &self.not_passed));
-                let qemu_lines = tables::qemu_summary_lines(&report);
-                // The per-QEMU counts follow the counts line, which stays
-                // the first line of the summary.
+                let mut extra = tables::qemu_summary_lines(&report);
+                extra.push_str(&self.skip_causes.lines());
+                // The per-QEMU counts and the skips by cause follow the
+                // counts line, which stays the first line of the summary.
                 if let Some(at) = text.find("\nfinished in ") {
-                    text.insert_str(at + 1, &qemu_lines);
+                    text.insert_str(at + 1, &extra);
                 }
                 self.emit(&text);
             }

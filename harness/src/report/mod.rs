@@ -16,6 +16,7 @@ mod model;
 mod reporter;
 #[cfg(test)]
 mod script;
+mod skips;
 mod tables;
 mod workload;
 
