@@ -8,7 +8,10 @@ Prints the executed and skipped counts, and fails when:
 - on docker, fewer than 40 instances ran, or any was skipped;
 - on any runtime, an instance was skipped for a reason other than a
   scenario or step the runtime cannot express (for example an absent
-  engine, missing root or a missing image).
+  engine, missing root or a missing image);
+- on host (the suite with no engine, .ci/lib/cleanroot.sh), fewer than 35
+  instances ran, or the host's registry was not compared and found
+  untouched (binfmt-writing instances run in private namespaces).
 """
 import json
 import sys
@@ -34,7 +37,13 @@ def main() -> int:
             problems.append(f"{len(skipped)} docker instances skipped")
         if len(executed) < 40:
             problems.append(f"only {len(executed)} docker instances executed (at least 40 expected)")
-    if report["summary"].get("host_state_restored") is not True:
+    if runtime == "host":
+        if len(executed) < 35:
+            problems.append(f"only {len(executed)} host instances executed (at least 35 expected)")
+        checked = report["summary"].get("host_state_checked")
+        if not checked or checked.get("untouched") is not True:
+            problems.append(f"the host's registry was not found untouched: {checked}")
+    elif report["summary"].get("host_state_restored") is not True:
         problems.append("the host's binfmt state was not reported as restored")
     for p in problems:
         print(f"error: {p}", file=sys.stderr)
