@@ -254,6 +254,7 @@ macro_rules! with_engine {
 }
 
 mod compare;
+mod fix;
 mod qemu;
 
 /// The Apptainer/Singularity command: the flag or `QUS_SINGULARITY_BIN`,
@@ -756,6 +757,14 @@ fn doctor(args: &DoctorArgs) -> u8 {
         }
     };
     let mut inputs = tokio.block_on(crate::doctor::Inputs::gather());
+    if args.fix {
+        match fix::fix(&tokio, &inputs, args.dry_run) {
+            // Read the host again: the report shows it as fixed.
+            Ok(true) => inputs = tokio.block_on(crate::doctor::Inputs::gather()),
+            Ok(false) => {}
+            Err(code) => return code,
+        }
+    }
     // Plan the scenarios only when there are some to plan: the default
     // directory may not exist where doctor runs.
     let paths = &args.select.paths.paths;

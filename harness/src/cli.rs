@@ -348,6 +348,17 @@ pub struct DoctorArgs {
     #[arg(long)]
     pub strict: bool,
 
+    /// Perform the fixes the doctor prints, on Debian and Ubuntu, as root:
+    /// mount binfmt_misc, install `qemu-user-static`, `docker.io` or
+    /// `podman`, start dockerd or Podman's API service (each announced on
+    /// stderr; what is already in place is left alone), then check again.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// With `--fix`: list the fixes and their commands, perform nothing.
+    #[arg(long, requires = "fix")]
+    pub dry_run: bool,
+
     /// Scenarios to plan for the "would be skipped" check (skipped when the
     /// default directory is absent).
     #[command(flatten)]

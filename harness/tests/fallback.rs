@@ -1,6 +1,7 @@
 //! `--runtime auto` with no engine answering, for real: the run names each
 //! engine it tried, why it did not answer and the fix, and with `CI=true`
-//! a run that executed nothing fails (exit 3).
+//! a run that executed nothing fails (exit 3); `doctor --fix --dry-run`
+//! lists the fix of each engine and performs nothing.
 //!
 //! Every engine is pointed at a path that does not exist (`DOCKER_HOST`,
 //! `QUS_PODMAN_SOCKET`, `QUS_SINGULARITY_BIN`), so these tests hold
@@ -105,4 +106,30 @@ fn with_ci_a_run_that_executed_something_passes() {
         stderr(&out).starts_with("note: no container engine answered"),
         "{out:?}"
     );
+}
+
+#[test]
+fn doctor_fix_dry_run_lists_the_fixes_and_performs_none() {
+    let out = Command::new(env!("CARGO_BIN_EXE_qus-harness"))
+        .args(["doctor", "--fix", "--dry-run", "--runtime", "host"])
+        .env("DOCKER_HOST", "unix:///nonexistent/qus/docker.sock")
+        .env("QUS_PODMAN_SOCKET", "/nonexistent/qus/podman.sock")
+        .env_remove("CONTAINER_HOST")
+        .output()
+        .expect("qus-harness starts");
+    let err = stderr(&out);
+    // Each engine is announced with the command that starts (or installs)
+    // it, and nothing is run: the sockets still do not exist.
+    assert!(err.contains("fix: start dockerd\n  would run: "), "{err}");
+    assert!(
+        err.contains("fix: start Podman's API service\n  would run: "),
+        "{err}"
+    );
+    assert!(!Path::new("/nonexistent/qus").exists());
+    // `--dry-run` alone is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_qus-harness"))
+        .args(["doctor", "--dry-run"])
+        .output()
+        .expect("qus-harness starts");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
