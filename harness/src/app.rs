@@ -497,21 +497,37 @@ fn show_plan(select: &SelectArgs) -> u8 {
     let (engine, probe) = tokio.block_on(connect(select));
     let host = HostInfo::read();
     let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
-    print_plan(&planned);
+    // On the host runtime, binfmt writers get private registries where the
+    // kernel allows it, as `run` would give them.
+    let private = matches!(engine, Engine::Host(_))
+        && std::env::current_exe().is_ok_and(|helper| {
+            tokio
+                .block_on(crate::sandbox::detect_private(&helper))
+                .is_ok()
+        });
+    print_plan(&planned, private);
     exit::OK
 }
 
-fn print_plan(planned: &[Planned]) {
+/// The plan's lines; `private`: binfmt writers run in private registries,
+/// in parallel, instead of alone.
+fn print_plan(planned: &[Planned], private: bool) {
     let runnable = planned.iter().filter(|p| p.skip.is_none()).count();
+    let writer = if private { "PRIVATE " } else { "ALONE  " };
     for p in planned {
         match &p.skip {
             Some(reason) => say!("SKIP   {}: {reason}", p.instance.id),
-            None if p.is_disruptive() => say!("ALONE  {}", p.instance.id),
+            None if p.is_disruptive() => say!("{writer}{}", p.instance.id),
             None => say!("RUN    {}", p.instance.id),
         }
     }
+    let writers = if private {
+        "in private binfmt_misc registries"
+    } else {
+        "alone, writing binfmt_misc"
+    };
     say!(
-        "{} instances: {runnable} to run ({} alone, writing binfmt_misc), {} skipped",
+        "{} instances: {runnable} to run ({} {writers}), {} skipped",
         planned.len(),
         planned
             .iter()

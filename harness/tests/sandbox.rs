@@ -42,6 +42,10 @@ fn main() {
             "view::only_the_images_emulators_are_in_usr_bin",
             only_the_images_emulators_are_in_usr_bin,
         ),
+        Trial::ignorable_test(
+            "plan::binfmt_writers_are_private_on_the_host",
+            binfmt_writers_are_private_on_the_host,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -343,5 +347,23 @@ fn only_the_images_emulators_are_in_usr_bin() -> Result<Completion, Failed> {
         .args(["--", "/nonexistent/qus-program"])
         .output()?;
     assert_eq!(out.status.code(), Some(127), "{out:?}");
+    Ok(Completion::Completed)
+}
+
+fn binfmt_writers_are_private_on_the_host() -> Result<Completion, Failed> {
+    if let Some(skip) = prerequisites(false)? {
+        return Ok(skip);
+    }
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/status-json.yaml");
+    let out = Command::new(helper())
+        .args(["plan", "--runtime", "host"])
+        .arg(&scenario)
+        .output()?;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "PRIVATE status-json\n\
+         1 instances: 1 to run (1 in private binfmt_misc registries), 0 skipped\n"
+    );
     Ok(Completion::Completed)
 }
