@@ -40,7 +40,7 @@ without_engines() {
 # no_engine_suite HARNESS OUT NAME [--no-qemu]: the suite with every engine
 # hidden; the report goes to OUT/report-NAME.json, the console to
 # OUT/NAME.log. Fails unless the run passed, its first line says no engine
-# answered, at least 35 instances executed and the host's registry was
+# answered, at least 40 instances executed (MINIMUM) and the host's registry was
 # untouched (check-report.py host).
 no_engine_suite() {
     local harness=$1 out=$2 name=$3 hide=()

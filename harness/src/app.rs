@@ -804,6 +804,7 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
         repo: args.repo.clone(),
         deb: match &args.deb {
             Some(path) => DebSource::File(path.clone()),
+            None if args.host_apt => DebSource::Host,
             None => DebSource::Apt {
                 version: args.qemu_version.clone(),
                 suite: args.suite.map(Into::into),

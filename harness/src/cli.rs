@@ -185,10 +185,16 @@ pub struct ImagesBuildArgs {
     /// The QEMU package to use, as a file: Debian's qemu-user-static (QEMU
     /// up to 9.0), qemu-user (from 9.1), or the transitional
     /// qemu-user-static (from 9.1: its qemu-user is fetched from the
-    /// Debian suite that has that version). Default: `apt-get download
-    /// qemu-user-static` with the host's APT sources.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_version", "suite"])]
+    /// Debian suite that has that version). Default: the newest QEMU of
+    /// Debian's suites (see `--suite`).
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["qemu_version", "suite", "host_apt"])]
     pub deb: Option<PathBuf>,
+
+    /// Take `qemu-user-static` from the host's own APT sources (`apt-get
+    /// download`, as the original multiarch pipeline did) instead of
+    /// Debian's suites: on Debian 12, QEMU 7.2.
+    #[arg(long, conflicts_with_all = ["qemu_version", "suite"])]
+    pub host_apt: bool,
 
     /// The QEMU to fetch from Debian's suites: a QEMU version or its prefix
     /// (`11.1`, `10.0`, `7.2`, `11.1.3`) or a full Debian version
@@ -200,7 +206,9 @@ pub struct ImagesBuildArgs {
     pub qemu_version: Option<String>,
 
     /// The Debian suite to fetch from (its newest QEMU unless
-    /// `--qemu-version`), through a private APT directory
+    /// `--qemu-version`; without `--suite`, `--qemu-version` or
+    /// `--host-apt`, the newest QEMU of bookworm, bookworm-backports,
+    /// trixie and sid), through a private APT directory
     /// `$QUS_CACHE_DIR/apt/<suite>-<arch>/` (default cache
     /// `/var/cache/qus`); the host's APT setup is left alone. Its lists are
     /// refreshed when older than 6 hours.
@@ -609,6 +617,10 @@ mod tests {
         }
         assert!(parse(&["--suite", "buster"]).is_err());
         assert!(parse(&["--deb", "x.deb", "--suite", "sid"]).is_err());
+        assert!(parse(&["--host-apt", "--suite", "sid"]).is_err());
+        assert!(parse(&["--host-apt", "--qemu-version", "7.2"]).is_err());
+        assert!(parse(&["--host-apt", "--deb", "x.deb"]).is_err());
+        assert!(parse(&["--host-apt"]).unwrap().host_apt);
         assert!(parse(&["--deb", "x.deb", "--qemu-version", "7.2"]).is_err());
         let b = parse(&[]).unwrap();
         assert_eq!((b.suite, b.qemu_version, b.deb), (None, None, None));

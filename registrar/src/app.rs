@@ -46,10 +46,25 @@ pub struct Env<'a> {
     pub probe: &'a verify::ProbeRunner<'a>,
 }
 
+impl<'a> Env<'a> {
+    /// The real host: the kernel registry at `binfmt`, the host's facts
+    /// (`HOST_ARCH` as `host_arch` says), real interpreter files and probes.
+    pub fn host(binfmt: &'a Binfmt, host_arch: Option<&str>) -> Self {
+        Self {
+            registry: binfmt,
+            host: HostFacts::read(host_arch),
+            interpreter: &interpreter::facts,
+            probe: &verify::execute_probe,
+        }
+    }
+}
+
 /// Runs the command on this host; returns the exit status. With
 /// `--private` it does not return when the command starts
 /// ([`private::run`](crate::private::run)); with `--wait` it returns when a
-/// signal stops it ([`daemon::run`](crate::daemon::run)).
+/// signal stops it ([`daemon::run`](crate::daemon::run)); `--check-health`
+/// reads that process's health file and nothing else
+/// ([`daemon::check_health`](crate::daemon::check_health)).
 pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     if cli.private {
         return crate::private::run(cli, err);
@@ -57,13 +72,11 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
     if cli.wait {
         return crate::daemon::run(cli, out, err);
     }
+    if cli.check_health {
+        return crate::daemon::check_health_cli(cli, std::time::SystemTime::now(), out, err);
+    }
     let binfmt = Binfmt::new(&cli.mount);
-    let env = Env {
-        registry: &binfmt,
-        host: HostFacts::read(cli.host_arch.as_deref()),
-        interpreter: &interpreter::facts,
-        probe: &verify::execute_probe,
-    };
+    let env = Env::host(&binfmt, cli.host_arch.as_deref());
     run_with(cli, &env, out, err)
 }
 

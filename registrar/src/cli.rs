@@ -52,7 +52,8 @@ Examples:
   qus-register --uninstall all         remove every qemu-* entry, nothing else
   qus-register --compat binfmt --install all   tonistiigi/binfmt's command line
   qus-register --private --targets arm64 -- make test   without root, host untouched
-  qus-register -p yes --wait --health-file /run/qus/ready   keep them registered";
+  qus-register -p yes --wait --health-file /run/qus/ready   keep them registered
+  qus-register --check-health --health-file /run/qus/ready  is that process healthy?";
 
 /// `yes` or `no`, as QEMU's script spells its switches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,7 +222,8 @@ pub struct Cli {
     )]
     pub wait: bool,
 
-    /// With `--wait`: seconds between checks (1 to 86400).
+    /// With `--wait`: seconds between checks (1 to 86400). With
+    /// `--check-health`: the interval of the process that writes the file.
     #[arg(
         long,
         value_name = "SECONDS",
@@ -243,6 +245,20 @@ pub struct Cli {
     /// them; entries it found registered are left.
     #[arg(long, requires = "wait")]
     pub uninstall_on_exit: bool,
+
+    /// Check the `--health-file` of a `--wait` process, for readiness and
+    /// health probes (the registrar images have no shell): exit 0, printing
+    /// its entry names, when it exists and was rewritten within two
+    /// `--interval`s and a minute; exit 1, saying why, otherwise. Reads
+    /// nothing else and changes nothing.
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "wait", "reset", "targets", "status", "uninstall", "systemd", "debian",
+            "dry_run", "private", "verify",
+        ]
+    )]
+    pub check_health: bool,
 
     /// With `--private`: the command to run, after `--`.
     #[arg(last = true, value_name = "COMMAND", requires = "private")]

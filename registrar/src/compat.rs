@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 
 use crate::app::{Env, PipeTolerant, UsageError, open_registry};
 use crate::apply;
-use crate::binfmt::{Binfmt, HostFacts};
+use crate::binfmt::Binfmt;
 use crate::cli::{BinfmtCli, exit};
 use crate::entry::{self, Entry, Flags};
 use crate::interpreter::{self, InterpreterFacts};
 use crate::plan::{self, Action, Plan, Refusal, Request};
 use crate::platform::{self, Native};
 use crate::targets::{self, Target};
-use crate::verify;
 
 /// Where tonistiigi/binfmt looks for interpreters without `QEMU_BINARY_PATH`.
 const DEFAULT_BINARY_PATH: &str = "/usr/bin";
@@ -238,12 +237,7 @@ fn resolve_uninstall(list: &str) -> Result<Vec<UninstallItem>, UsageError> {
 /// Runs the command on this host; returns the exit status.
 pub fn run(cli: &BinfmtCli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8> {
     let binfmt = Binfmt::new(&cli.mount);
-    let env = Env {
-        registry: &binfmt,
-        host: HostFacts::read(cli.host_arch.as_deref()),
-        interpreter: &interpreter::facts,
-        probe: &verify::execute_probe,
-    };
+    let env = Env::host(&binfmt, cli.host_arch.as_deref());
     run_with(cli, &env, &Native::detect(), out, err)
 }
 

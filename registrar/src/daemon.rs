@@ -10,7 +10,8 @@
 //! targets' probes. `--health-file` exists exactly while every requested
 //! target is registered as asked (and runnable, with `--verify`), for
 //! readiness probes; it is rewritten at every check, so its mtime shows the
-//! last one.
+//! last one. [`check_health`] (`--check-health`) is the probe: the
+//! registrar images are `FROM scratch`, with no shell and no `test -f`.
 //!
 //! Between checks the process sleeps in one `recv` with a timeout on a
 //! socket that the SIGTERM and SIGINT handlers write to ([`Signals`]): no
@@ -27,14 +28,13 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::app::{self, Env, print_error};
 use crate::apply;
-use crate::binfmt::{Binfmt, HostFacts};
+use crate::binfmt::Binfmt;
 use crate::cli::{Cli, exit};
 use crate::entry::Entry;
-use crate::interpreter;
 use crate::plan::{self, Action, Plan, Request};
 use crate::targets::{self, Target};
 use crate::verify;
@@ -155,12 +155,7 @@ pub fn run(cli: &Cli, out: &mut dyn Write, err: &mut dyn Write) -> io::Result<u8
         }
     };
     let binfmt = Binfmt::new(&cli.mount);
-    let env = Env {
-        registry: &binfmt,
-        host: HostFacts::read(cli.host_arch.as_deref()),
-        interpreter: &interpreter::facts,
-        probe: &verify::execute_probe,
-    };
+    let env = Env::host(&binfmt, cli.host_arch.as_deref());
     run_with(cli, &env, &Options::from_cli(cli), &mut signals, out, err)
 }
 
@@ -197,6 +192,10 @@ pub fn run_with(
             return Ok(exit::USAGE);
         }
     };
+    // A file left by an earlier process (killed, or a container restarted
+    // in a pod whose `emptyDir` outlives it) must not say ready before this
+    // one has checked anything, nor after it failed to register.
+    health_file(options.health_file.as_deref(), None, err)?;
     let Some(before) = app::open_registry(env.registry, false, err)? else {
         return Ok(exit::FAILED);
     };
@@ -409,7 +408,13 @@ fn health_file(
                 text.push_str(n);
                 text.push('\n');
             }
-            std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, path))
+            // `/run/qus/ready` in a `FROM scratch` image: there is no
+            // `/run`. Make the directory, as `--verify` makes `/tmp`.
+            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+            parent
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&tmp, text))
+                .and_then(|()| std::fs::rename(&tmp, path))
         }
         None => match std::fs::remove_file(path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -424,6 +429,94 @@ fn health_file(
         )?;
     }
     Ok(())
+}
+
+/// How old the health file may be and still say healthy, for `interval`:
+/// the `--wait` process rewrites it after every check, and checks are an
+/// interval apart plus their own duration. Two intervals tolerate one late
+/// check; the minute covers checks that run probes (each may take up to
+/// 10 s) on a loaded node.
+pub fn health_max_age(interval: Duration) -> Duration {
+    interval
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(60))
+}
+
+/// `--check-health`: the command line's health file and interval, checked
+/// at `now` ([`check_health`]).
+pub fn check_health_cli(
+    cli: &Cli,
+    now: SystemTime,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let Some(path) = cli.health_file.as_deref() else {
+        writeln!(
+            err,
+            "error: `--check-health` needs `--health-file PATH` (or `QUS_HEALTH_FILE`): \
+             the file the `--wait` process writes"
+        )?;
+        return Ok(exit::USAGE);
+    };
+    check_health(path, Duration::from_secs(cli.interval), now, out, err)
+}
+
+/// Whether the health file at `path` of a `--wait` process checking every
+/// `interval` says healthy at `now`: it exists and was written at most
+/// [`health_max_age`] ago. Prints its entry names on `out` and returns 0
+/// if so; otherwise says why on `err` and returns 1. A file written after
+/// `now` (a clock stepped back) counts as fresh.
+pub fn check_health(
+    path: &Path,
+    interval: Duration,
+    now: SystemTime,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> io::Result<u8> {
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        let written = f.metadata()?.modified()?;
+        let mut text = String::new();
+        f.read_to_string(&mut text)?;
+        Ok((written, text))
+    });
+    let (written, text) = match read {
+        Ok(r) => r,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            writeln!(
+                err,
+                "error: not healthy: the health file `{}` does not exist: the `--wait` \
+                 process has not finished its first check, sees an entry missing or not \
+                 runnable, or is not running (its log says which)",
+                path.display()
+            )?;
+            return Ok(exit::FAILED);
+        }
+        Err(e) => {
+            writeln!(
+                err,
+                "error: failed to read the health file `{}`: {e}",
+                path.display()
+            )?;
+            return Ok(exit::FAILED);
+        }
+    };
+    let age = now.duration_since(written).unwrap_or_default();
+    let max = health_max_age(interval);
+    if age > max {
+        writeln!(
+            err,
+            "error: not healthy: the health file `{}` was last written {} s ago, more than \
+             {} s (two intervals of {} s and a minute): the `--wait` process has stopped \
+             checking (is it stuck, or is `--interval` not the one it runs with?)",
+            path.display(),
+            age.as_secs(),
+            max.as_secs(),
+            interval.as_secs()
+        )?;
+        return Ok(exit::FAILED);
+    }
+    out.write_all(text.as_bytes())?;
+    Ok(exit::OK)
 }
 
 /// `--uninstall-on-exit`: removes each entry this process registered that
@@ -511,17 +604,77 @@ mod tests {
         );
         health_file(Some(&path), None, &mut err).unwrap();
         assert!(!path.exists());
-        // Removing what is not there is fine; a directory that is missing
-        // is an error, said, not fatal.
+        // Removing what is not there is fine.
         health_file(Some(&path), None, &mut err).unwrap();
         assert!(err.is_empty());
-        let missing = dir.path().join("no/such/dir/ready");
-        health_file(Some(&missing), Some(&names), &mut err).unwrap();
+        // A missing directory is made (`/run/qus` in a `FROM scratch`
+        // image).
+        let deep = dir.path().join("run/qus/ready");
+        health_file(Some(&deep), Some(&names), &mut err).unwrap();
+        assert!(err.is_empty(), "{}", String::from_utf8_lossy(&err));
+        assert_eq!(
+            std::fs::read_to_string(&deep).unwrap(),
+            "qemu-aarch64\nqemu-riscv64\n"
+        );
+        // One that cannot be made is an error, said, not fatal.
+        std::fs::write(dir.path().join("file"), "").unwrap();
+        let impossible = dir.path().join("file/ready");
+        health_file(Some(&impossible), Some(&names), &mut err).unwrap();
         assert!(
             String::from_utf8(err)
                 .unwrap()
                 .contains("failed to update the health file"),
         );
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// `check_health` on `path` at `now`, every 10 s: (status, stdout,
+    /// stderr).
+    fn checked(path: &Path, now: SystemTime) -> (u8, String, String) {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = check_health(path, Duration::from_secs(10), now, &mut out, &mut err).unwrap();
+        (
+            code,
+            String::from_utf8(out).unwrap(),
+            String::from_utf8(err).unwrap(),
+        )
+    }
+
+    #[test]
+    fn check_health_wants_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ready");
+        let (code, out, err) = checked(&path, SystemTime::now());
+        assert_eq!((code, out.as_str()), (exit::FAILED, ""));
+        assert!(err.contains("does not exist"), "{err}");
+
+        std::fs::write(&path, "qemu-aarch64\n").unwrap();
+        let written = std::fs::metadata(&path).unwrap().modified().unwrap();
+        // Two intervals of 10 s and a minute: 80 s.
+        assert_eq!(
+            health_max_age(Duration::from_secs(10)),
+            Duration::from_secs(80)
+        );
+        for (age, healthy) in [(0, true), (80, true), (81, false), (3600, false)] {
+            let (code, out, err) = checked(&path, written + Duration::from_secs(age));
+            if healthy {
+                assert_eq!(
+                    (code, out.as_str(), err.as_str()),
+                    (exit::OK, "qemu-aarch64\n", "")
+                );
+            } else {
+                assert_eq!((code, out.as_str()), (exit::FAILED, ""), "{age} s");
+                assert!(
+                    err.contains(&format!("last written {age} s ago, more than 80 s")),
+                    "{err}"
+                );
+            }
+        }
+        // Written "in the future" (the clock went back): fresh.
+        let (code, _, _) = checked(&path, written - Duration::from_secs(3600));
+        assert_eq!(code, exit::OK);
+        // Unreadable as a file: said, with the path.
+        let (code, _, err) = checked(dir.path(), SystemTime::now());
+        assert_eq!(code, exit::FAILED);
+        assert!(err.contains("failed to read the health file"), "{err}");
     }
 }

@@ -27,10 +27,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::app::{self, Env};
-use crate::binfmt::{self, Binfmt, HostFacts, MountState};
+use crate::binfmt::{self, Binfmt, MountState};
 use crate::cli::{Cli, exit};
-use crate::interpreter;
-use crate::verify;
 
 /// The first kernel whose binfmt_misc is per user namespace.
 pub const PRIVATE_SINCE: (u32, u32) = (6, 7);
@@ -341,12 +339,7 @@ pub fn run(cli: &Cli, err: &mut dyn Write) -> io::Result<u8> {
         return Ok(exit::PRIVATE_FAILED);
     }
     let binfmt = Binfmt::new(&cli.mount);
-    let env = Env {
-        registry: &binfmt,
-        host: HostFacts::read(cli.host_arch.as_deref()),
-        interpreter: &interpreter::facts,
-        probe: &verify::execute_probe,
-    };
+    let env = Env::host(&binfmt, cli.host_arch.as_deref());
     let command = command_line(&cli.command);
     let shown = command
         .iter()

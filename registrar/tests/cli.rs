@@ -79,6 +79,8 @@ fn help_documents_every_option() {
         "--verify",
         "--mount",
         "--private",
+        "--wait",
+        "--check-health",
         "--compat",
         "QEMU_BIN_DIR",
         "Exit status",
@@ -114,6 +116,10 @@ fn usage_errors_exit_2_and_name_the_option_and_value() {
         (&["--private", "--status", "--", "true"], "--status"),
         (&["--private", "--uninstall", "all"], "--uninstall"),
         (&["--private", "--dry-run"], "--dry-run"),
+        (&["--check-health"], "needs `--health-file PATH`"),
+        (&["--check-health", "--wait"], "--wait"),
+        (&["--check-health", "--reset"], "--reset"),
+        (&["--check-health", "--verify"], "--verify"),
     ] {
         qus(m.path())
             .args(args)
@@ -766,4 +772,48 @@ fn a_closed_stdout_keeps_the_errors_and_the_exit_status() {
     );
     // A plain file is no entry: the rollback cannot be checked, and says so.
     assert!(stderr.contains("rollback incomplete"), "stderr:\n{stderr}");
+}
+
+#[test]
+fn check_health_reads_the_health_file_and_nothing_else() {
+    // The mount has no `register`: anything but reading the health file
+    // would fail with "No binfmt support".
+    let dir = tempfile::tempdir().unwrap();
+    let mount = dir.path().join("binfmt_misc");
+    let health = dir.path().join("ready");
+    let check = || {
+        let mut c = Command::cargo_bin("qus-register").unwrap();
+        c.env_remove("QUS_INTERVAL")
+            .env("QUS_BINFMT_MOUNT", &mount)
+            .env("QUS_HEALTH_FILE", &health)
+            .arg("--check-health");
+        c
+    };
+    check()
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains("not healthy: the health file"))
+        .stderr(predicate::str::contains("does not exist"));
+    fs::write(&health, "qemu-aarch64\nqemu-riscv64\n").unwrap();
+    check()
+        .assert()
+        .success()
+        .stdout("qemu-aarch64\nqemu-riscv64\n")
+        .stderr("");
+    // Written 90 s ago: stale at the default 10 s interval (80 s), fresh
+    // at `--interval 20` (100 s).
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(90);
+    fs::File::options()
+        .write(true)
+        .open(&health)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    check()
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("more than 80 s"));
+    check().args(["--interval", "20"]).assert().success();
+    assert!(!mount.exists(), "the check touched the mount");
 }

@@ -310,6 +310,9 @@ fn a_refused_first_registration_watches_nothing() {
     let model = Model::new("/m", vec![entry("aarch64", "")]);
     let dir = tempfile::tempdir().unwrap();
     let health = dir.path().join("ready");
+    // Left by an earlier daemon (killed, or a container restarted in a pod
+    // whose volume outlived it): it must not say ready for this one.
+    std::fs::write(&health, "qemu-aarch64\n").unwrap();
     let broken = RefCell::new(Vec::new());
     // A different entry, no `--replace`: refused, exit 1, no wait.
     let ran = run(
@@ -321,6 +324,7 @@ fn a_refused_first_registration_watches_nothing() {
     );
     assert_eq!(ran.code, 1);
     assert_eq!(ran.waits, 0);
+    assert!(!health.exists(), "a stale health file says ready");
     assert!(
         ran.stderr.contains("refused `qemu-aarch64`"),
         "{}",

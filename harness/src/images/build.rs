@@ -215,13 +215,7 @@ async fn build_all(
     let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent, "qus-images")?;
 
-    let uses_suites = matches!(
-        options.deb,
-        DebSource::Apt {
-            version: Some(_),
-            ..
-        } | DebSource::Apt { suite: Some(_), .. }
-    );
+    let uses_suites = matches!(options.deb, DebSource::Apt { .. });
     let arch = match deb::debian_arch(&machine) {
         Some(arch) => arch,
         None if uses_suites => {

@@ -49,15 +49,16 @@ pub enum DebSource {
     /// resolved to the `qemu-user` of its version, fetched from the first
     /// suite of [`Suite::ALL`] that offers it.
     File(PathBuf),
-    /// Downloaded with APT.
-    ///
-    /// With neither field, `apt-get download qemu-user-static` from the
-    /// host's own APT configuration, as the original pipeline did (a
-    /// transitional package is resolved to `qemu-user` of its version,
-    /// from the host's APT too). With either, from Debian's suites through
-    /// a private APT directory under the cache directory: `suite` alone
-    /// takes that suite's newest QEMU, `version` alone searches every
-    /// suite (see `images/README.md` for the rules).
+    /// `apt-get download qemu-user-static` from the host's own APT
+    /// configuration, as the original pipeline did (`--host-apt`); a
+    /// transitional package is resolved to `qemu-user` of its version, from
+    /// the host's APT too.
+    Host,
+    /// Downloaded from Debian's suites through a private APT directory under
+    /// the cache directory, the host's APT setup untouched. With neither
+    /// field, the newest QEMU any suite offers (the default); `suite` alone
+    /// takes that suite's newest QEMU, `version` alone searches every suite
+    /// (see `images/README.md` for the rules).
     Apt {
         /// What `--qemu-version` selects: a QEMU version or prefix of it
         /// (`11.1`, `7.2`, `11.1.3`) or a full Debian version
@@ -69,7 +70,7 @@ pub enum DebSource {
 }
 
 impl Default for DebSource {
-    /// `qemu-user-static` from the host's APT configuration.
+    /// The newest QEMU Debian's suites offer.
     fn default() -> Self {
         DebSource::Apt {
             version: None,

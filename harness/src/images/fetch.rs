@@ -51,10 +51,7 @@ impl Fetcher<'_> {
                 deb: path.clone(),
                 suite: None,
             }),
-            DebSource::Apt {
-                version: None,
-                suite: None,
-            } => self.fetch_from_host(QEMU_USER_STATIC, None, None).await,
+            DebSource::Host => self.fetch_from_host(QEMU_USER_STATIC, None, None).await,
             DebSource::Apt { version, suite } => {
                 let selector = version.as_deref().map(parse_selector).transpose()?;
                 let suites = suite.map_or_else(|| Suite::ALL.to_vec(), |s| vec![s]);
@@ -82,10 +79,7 @@ impl Fetcher<'_> {
              `{QEMU_USER}` {version}"
         );
         let suites = match source {
-            DebSource::Apt {
-                version: None,
-                suite: None,
-            } => {
+            DebSource::Host => {
                 return self
                     .fetch_from_host(QEMU_USER, Some(version), Some(reason))
                     .await;
