@@ -1,24 +1,24 @@
 # shellcheck shell=bash
 # The suite on a machine view with no engine (issue 15): a mount namespace in
-# which Docker's and Podman's sockets and every engine program are hidden
-# (bind-mounted over with /dev/null), optionally every /usr/bin/qemu-* too.
+# which Docker's and Podman's sockets are hidden (bind-mounted over with
+# /dev/null) and every engine program removed from an overlay of /usr/bin and
+# /usr/local/bin, optionally every /usr/bin/qemu-* too.
 # `qus-harness run --runtime auto` then finds no engine, says so, and runs
 # the hermetic host suite: binfmt-writing instances in private binfmt_misc
 # namespaces (Linux 6.7+, root), in parallel, the host's registry compared
 # before and after. Source it, then call `no_engine_suite HARNESS OUT NAME
 # [--no-qemu]`. Needs root, util-linux's unshare, python3.
 
-# The paths an engine is found through.
-_qus_engine_paths=(
-    /var/run/docker.sock /run/docker.sock /run/podman/podman.sock
-    /usr/bin/docker /usr/bin/dockerd /usr/bin/podman /usr/bin/apptainer
-    /usr/bin/singularity /usr/local/bin/docker /usr/local/bin/dockerd
-    /usr/local/bin/podman /usr/local/bin/apptainer /usr/local/bin/singularity
-)
+# The sockets an engine answers on, hidden by a bind mount of /dev/null.
+_qus_engine_sockets=(/var/run/docker.sock /run/docker.sock /run/podman/podman.sock)
+# The engine programs, removed from an overlay of their directory: a bind
+# mount inside /usr/bin would make the harness's own overlay of /usr/bin
+# (registrar image views) fail with EINVAL in a user namespace.
+_qus_engine_programs=(docker dockerd podman apptainer singularity)
 
 # without_engines [--no-qemu] COMMAND...: COMMAND in a mount namespace that
-# hides every engine (and with --no-qemu, /usr/bin/qemu-*). The host's
-# mounts are untouched.
+# hides every engine (and with --no-qemu, every qemu-* of /usr/bin). The
+# host's mounts are untouched.
 without_engines() {
     local hide_qemu=0
     if [ "${1:-}" = --no-qemu ]; then hide_qemu=1; shift; fi
@@ -26,15 +26,29 @@ without_engines() {
     unshare --mount --propagation private -- bash -c '
         set -euo pipefail
         hide_qemu=$1; shift
-        paths=()
-        while [ "$1" != -- ]; do paths+=("$1"); shift; done
+        sockets=()
+        while [ "$1" != -- ]; do sockets+=("$1"); shift; done
         shift
-        if [ "$hide_qemu" = 1 ]; then paths+=(/usr/bin/qemu-*); fi
-        for p in "${paths[@]}"; do
-            if [ -e "$p" ] || [ -S "$p" ]; then mount --bind /dev/null "$p"; fi
+        programs=()
+        while [ "$1" != -- ]; do programs+=("$1"); shift; done
+        shift
+        for s in "${sockets[@]}"; do
+            if [ -e "$s" ] || [ -S "$s" ]; then mount --bind /dev/null "$s"; fi
+        done
+        scratch=/tmp/qus-cleanroot
+        mkdir -p "$scratch"
+        mount -t tmpfs qus-cleanroot "$scratch"
+        for dir in /usr/bin /usr/local/bin; do
+            [ -d "$dir" ] || continue
+            name=${dir//\//_}
+            mkdir -p "$scratch/$name/upper" "$scratch/$name/work"
+            mount -t overlay qus-cleanroot \
+                -o "lowerdir=$dir,upperdir=$scratch/$name/upper,workdir=$scratch/$name/work" "$dir"
+            for p in "${programs[@]}"; do rm -f "$dir/$p"; done
+            if [ "$hide_qemu" = 1 ]; then rm -f "$dir"/qemu-*; fi
         done
         exec "$@"
-    ' hide "$hide_qemu" "${_qus_engine_paths[@]}" -- "$@"
+    ' hide "$hide_qemu" "${_qus_engine_sockets[@]}" -- "${_qus_engine_programs[@]}" -- "$@"
 }
 
 # no_engine_suite HARNESS OUT NAME [--no-qemu]: the suite with every engine
