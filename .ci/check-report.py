@@ -12,7 +12,10 @@ Prints the executed and skipped counts per QEMU, and fails when:
   scenario or step the runtime cannot express (for example an absent
   engine, missing root or a missing image);
 - an instance ran another QEMU than the one the run asked for
-  (`qemu_ran.mismatch`), or a QEMU's baseline registration did not pass.
+  (`qemu_ran.mismatch`), or a QEMU's baseline registration did not pass;
+- on host (the suite with no engine, .ci/lib/cleanroot.sh), the host's
+  registry was not compared and found untouched (binfmt-writing instances
+  run in private namespaces) instead of restored.
 """
 import json
 import sys
@@ -24,7 +27,9 @@ ALLOWED_SKIPS = ("applies to runtimes", "cannot run on")
 # (45 on Apptainer, which cannot express `build` steps) and the 32 workload
 # instances (29 on Apptainer: sudo needs setuid, which Apptainer's
 # no-new-privileges containers refuse).
-MINIMUM = {"docker": 82, "podman": 82, "singularity": 74}
+# On the host runtime (no engine): the 40 instances the host can express
+# (issue 15 asks for at least 35).
+MINIMUM = {"docker": 82, "podman": 82, "singularity": 74, "host": 40}
 
 
 def main() -> int:
@@ -62,7 +67,11 @@ def main() -> int:
             mismatch = (i.get("qemu_ran") or {}).get("mismatch")
             if mismatch:
                 problems.append(f"{i['id']} (QEMU {qemu}) ran another QEMU: {mismatch}")
-    if report["summary"].get("host_state_restored") is not True:
+    if runtime == "host":
+        checked = report["summary"].get("host_state_checked")
+        if not checked or checked.get("untouched") is not True:
+            problems.append(f"the host's registry was not found untouched: {checked}")
+    elif report["summary"].get("host_state_restored") is not True:
         problems.append("the host's binfmt state was not reported as restored")
     for p in problems:
         print(f"error: {p}", file=sys.stderr)

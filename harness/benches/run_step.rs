@@ -296,6 +296,7 @@ fn scenario_round(
         step_timeout: Duration::from_secs(60),
         keep: false,
         teardown_grace: TEARDOWN_GRACE,
+        sandbox: None,
     };
     let mut passed = 0;
     let end = runner::run(tokio, engine, planned, options, None, |event| {

@@ -12,8 +12,8 @@
 use std::io::{self, IsTerminal as _};
 
 use crate::cli::{
-    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, PathsArgs,
-    RunArgs, RuntimeChoice, SelectArgs, exit,
+    Cli, Command, DoctorArgs, ImagesBuildArgs, ImagesCommand, ImagesFixturesArgs, InternalCommand,
+    PathsArgs, RunArgs, SelectArgs, exit,
 };
 use crate::host::{HostGuard, HostInfo};
 use crate::plan::{self, Planned, Selection};
@@ -24,9 +24,9 @@ use crate::report::{
 };
 use crate::runner::{self, QemuMatrix, RunOptions, TEARDOWN_GRACE, error_chain};
 use crate::runtime::{
-    DockerRuntime, HostRuntime, PodmanRuntime, Runtime, RuntimeKind, SingularityRuntime,
-    UnavailableRuntime,
+    DockerRuntime, HostRuntime, PodmanRuntime, SingularityRuntime, UnavailableRuntime,
 };
+use crate::sandbox::{Sandbox, SandboxOptions};
 use crate::scenario::{self, Instance, Scenario, VarOverrides};
 
 /// Prints a result line. A closed stdout (`qus-harness list | head`) ends
@@ -70,6 +70,10 @@ pub fn main(cli: Cli) -> u8 {
         Command::Images(ImagesCommand::Fixtures(args)) => images_fixtures(&args),
         Command::Compare(args) => compare::compare(&args),
         Command::Images(ImagesCommand::Registrar(args)) => images_registrar(&args),
+        Command::Internal(InternalCommand::HoldNamespace) => crate::sandbox::hold(),
+        Command::Internal(InternalCommand::ViewExec(args)) => {
+            crate::sandbox::view_exec(&args.scratch, &args.emulators, &args.command)
+        }
     }
 }
 
@@ -248,91 +252,11 @@ macro_rules! with_engine {
 }
 
 mod compare;
+mod connect;
+mod fix;
 mod qemu;
 
-/// The Apptainer/Singularity command: the flag or `QUS_SINGULARITY_BIN`,
-/// else `apptainer`, else `singularity`, whichever is on `PATH`.
-fn singularity_bin(select: &SelectArgs) -> String {
-    select.singularity_bin.clone().unwrap_or_else(|| {
-        ["apptainer", "singularity"]
-            .into_iter()
-            .find(|b| which::which(b).is_ok())
-            .unwrap_or("apptainer")
-            .to_owned()
-    })
-}
-
-async fn connect_singularity(select: &SelectArgs) -> Result<SingularityRuntime, String> {
-    let rt = SingularityRuntime::connect(singularity_bin(select))
-        .await
-        .map_err(|e| error_chain(&e))?;
-    Ok(match &select.singularity_prefix {
-        Some(prefix) => rt.with_prefix(prefix.split_whitespace().map(str::to_owned)),
-        None => rt,
-    })
-}
-
-/// Connects the chosen engine and probes it. For `auto`, the first that
-/// answers of Docker, Podman, Apptainer/Singularity, else the host; for an
-/// explicit choice, that engine or the reason it is unusable.
-async fn connect(select: &SelectArgs) -> (Engine, Result<(), String>) {
-    async fn probed<R: Runtime>(rt: R) -> Result<R, String> {
-        rt.probe().await.map(|_| rt).map_err(|e| error_chain(&e))
-    }
-    let docker = || async {
-        probed(
-            DockerRuntime::connect()
-                .await
-                .map_err(|e| error_chain(&e))?,
-        )
-        .await
-    };
-    let podman = || async {
-        probed(
-            PodmanRuntime::connect()
-                .await
-                .map_err(|e| error_chain(&e))?,
-        )
-        .await
-    };
-    let singularity = || async { probed(connect_singularity(select).await?).await };
-    let host = || Engine::Host(HostRuntime::new());
-    // An engine asked for by name stays that engine when it does not
-    // answer: its scenarios are skipped with the reason, not run elsewhere.
-    let unavailable = |kind, e: String| {
-        (
-            Engine::Unavailable(UnavailableRuntime::new(kind, e.clone())),
-            Err(e),
-        )
-    };
-    match select.runtime {
-        RuntimeChoice::Docker => match docker().await {
-            Ok(d) => (Engine::Docker(d), Ok(())),
-            Err(e) => unavailable(RuntimeKind::Docker, e),
-        },
-        RuntimeChoice::Podman => match podman().await {
-            Ok(p) => (Engine::Podman(p), Ok(())),
-            Err(e) => unavailable(RuntimeKind::Podman, e),
-        },
-        RuntimeChoice::Singularity => match singularity().await {
-            Ok(s) => (Engine::Singularity(s), Ok(())),
-            Err(e) => unavailable(RuntimeKind::Singularity, e),
-        },
-        RuntimeChoice::Host => (host(), Ok(())),
-        RuntimeChoice::Auto => {
-            if let Ok(d) = docker().await {
-                return (Engine::Docker(d), Ok(()));
-            }
-            if let Ok(p) = podman().await {
-                return (Engine::Podman(p), Ok(()));
-            }
-            if let Ok(s) = singularity().await {
-                return (Engine::Singularity(s), Ok(()));
-            }
-            (host(), Ok(()))
-        }
-    }
-}
+use connect::{connect, connect_tried, engine_kind};
 
 /// Makes the images the plan needs present in the engine (README: "How a
 /// run behaves"); says which absent images qus cannot build. `Err` is the
@@ -390,6 +314,54 @@ fn prepare_images(
     }
 }
 
+/// The host runtime's sandbox for `planned`: private namespaces where the
+/// kernel allows them, and the emulators of the registrar images the
+/// instances run (fetched into the cache where the host has none). Says
+/// what it found. `Err` is the exit code.
+fn prepare_sandbox(tokio: &tokio::runtime::Runtime, planned: &[Planned]) -> Result<Sandbox, u8> {
+    let helper = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("error: failed to find the `qus-harness` binary: {e}");
+            return Err(exit::ENVIRONMENT);
+        }
+    };
+    let options = SandboxOptions {
+        helper,
+        registrar: registrar_bin().unwrap_or_else(|| "qus-register".to_owned()),
+        cache_dir: crate::images::default_cache_dir(),
+        host_qemu_dir: crate::sandbox::HOST_QEMU_DIR.into(),
+        private: true,
+    };
+    let images = crate::sandbox::registrar_images(planned);
+    match tokio.block_on(Sandbox::prepare(&options, &images, &images_progress)) {
+        Ok(sandbox) => {
+            match sandbox.private_status() {
+                Ok(()) => progress!(
+                    "hermetic       yes: each instance that writes binfmt_misc runs in a private \
+                     registry of its own, in parallel; the host's is only read"
+                ),
+                Err(why) => progress!(
+                    "hermetic       no: instances that write binfmt_misc run one at a time on the \
+                     host's registry, saved and restored ({why})"
+                ),
+            }
+            for (image, view) in sandbox.views() {
+                progress!("emulators      `{image}`: {}", view.origin);
+            }
+            Ok(sandbox)
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            eprintln!(
+                "  hint: Debian's archive must be reachable to fetch QEMU; or install \
+                 `qemu-user-static`, or run the registrar images on a container engine"
+            );
+            Err(exit::ENVIRONMENT)
+        }
+    }
+}
+
 /// The engine `--engine` names, where its environment says it answers.
 fn image_engine(choice: crate::cli::BuildEngine) -> crate::images::ImageEngine {
     match choice {
@@ -419,21 +391,37 @@ fn show_plan(select: &SelectArgs) -> u8 {
     let (engine, probe) = tokio.block_on(connect(select));
     let host = HostInfo::read();
     let planned = with_engine!(&engine, rt => plan::plan(instances, rt, probe, &host));
-    print_plan(&planned);
+    // On the host runtime, binfmt writers get private registries where the
+    // kernel allows it, as `run` would give them.
+    let private = matches!(engine, Engine::Host(_))
+        && std::env::current_exe().is_ok_and(|helper| {
+            tokio
+                .block_on(crate::sandbox::detect_private(&helper))
+                .is_ok()
+        });
+    print_plan(&planned, private);
     exit::OK
 }
 
-fn print_plan(planned: &[Planned]) {
+/// The plan's lines; `private`: binfmt writers run in private registries,
+/// in parallel, instead of alone.
+fn print_plan(planned: &[Planned], private: bool) {
     let runnable = planned.iter().filter(|p| p.skip.is_none()).count();
+    let writer = if private { "PRIVATE " } else { "ALONE  " };
     for p in planned {
         match &p.skip {
             Some(reason) => say!("SKIP   {}: {reason}", p.instance.id),
-            None if p.is_disruptive() => say!("ALONE  {}", p.instance.id),
+            None if p.is_disruptive() => say!("{writer}{}", p.instance.id),
             None => say!("RUN    {}", p.instance.id),
         }
     }
+    let writers = if private {
+        "in private binfmt_misc registries"
+    } else {
+        "alone, writing binfmt_misc"
+    };
     say!(
-        "{} instances: {runnable} to run ({} alone, writing binfmt_misc), {} skipped",
+        "{} instances: {runnable} to run ({} {writers}), {} skipped",
         planned.len(),
         planned
             .iter()
@@ -473,7 +461,10 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return exit::ENVIRONMENT;
         }
     };
-    let (engine, probe) = tokio.block_on(connect(&args.select));
+    let (engine, probe, tried) = tokio.block_on(connect_tried(&args.select));
+    for line in crate::fallback::notice(&tried, engine_kind(&engine)) {
+        eprintln!("{line}");
+    }
     // `--keep` leaves each container in place too, not only the images.
     let engine = match engine {
         Engine::Docker(d) => Engine::Docker(d.with_keep(args.keep)),
@@ -516,8 +507,35 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return code;
         }
     }
-    // Save the host's binfmt_misc state whenever we could change it.
-    let guard = if writes_host {
+    let all: Vec<Planned> = match &groups {
+        Some(groups) => groups
+            .iter()
+            .flat_map(|g| g.planned.iter().cloned())
+            .collect(),
+        None => planned.clone(),
+    };
+    let sandbox = match &engine {
+        Engine::Host(_) => match prepare_sandbox(&tokio, &all) {
+            Ok(sandbox) => Some(std::sync::Arc::new(sandbox)),
+            Err(code) => return code,
+        },
+        _ => None,
+    };
+    let hermetic = sandbox.as_ref().is_some_and(|s| s.is_private());
+    // Save the host's binfmt_misc state whenever we could change it; a
+    // hermetic run writes only private registries, and compares.
+    let guard = if hermetic {
+        match HostGuard::watch(qus_registrar::binfmt::Binfmt::default()) {
+            Ok(g) => Some(g),
+            Err(e) => {
+                eprintln!(
+                    "error: failed to read the host's binfmt_misc entries: {}",
+                    error_chain(&e)
+                );
+                return exit::ENVIRONMENT;
+            }
+        }
+    } else if writes_host {
         match HostGuard::take(qus_registrar::binfmt::Binfmt::default()) {
             Ok(g) => Some(g),
             Err(e) => {
@@ -541,6 +559,7 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
         step_timeout: args.step_timeout,
         keep: args.keep,
         teardown_grace: TEARDOWN_GRACE,
+        sandbox,
     };
     let mut reporters = reporters(args, verbose);
     let mut on_event = |e: &Event| reporters.handle(e);
@@ -586,6 +605,19 @@ fn run(args: &RunArgs, verbose: bool) -> u8 {
             return exit::INTERRUPTED;
         }
         return exit::FAILED;
+    }
+    let summary = &end.summary;
+    let executed = summary.passed + summary.failed + summary.errored + summary.timed_out;
+    if executed == 0
+        && crate::fallback::is_ci(std::env::var(crate::fallback::CI_VAR).ok().as_deref())
+    {
+        eprintln!(
+            "error: `CI` is set and no instance executed ({} skipped): a CI run that proves \
+             nothing fails",
+            summary.skipped
+        );
+        eprintln!("  hint: start an engine (see the notes above, or `qus-harness doctor`)");
+        return exit::ENVIRONMENT;
     }
     summary_code(&end.summary)
 }
@@ -635,6 +667,14 @@ fn doctor(args: &DoctorArgs) -> u8 {
         }
     };
     let mut inputs = tokio.block_on(crate::doctor::Inputs::gather());
+    if args.fix {
+        match fix::fix(&tokio, &inputs, args.dry_run) {
+            // Read the host again: the report shows it as fixed.
+            Ok(true) => inputs = tokio.block_on(crate::doctor::Inputs::gather()),
+            Ok(false) => {}
+            Err(code) => return code,
+        }
+    }
     // Plan the scenarios only when there are some to plan: the default
     // directory may not exist where doctor runs.
     let paths = &args.select.paths.paths;

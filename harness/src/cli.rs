@@ -24,7 +24,8 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// Environment error: the engine asked for with `--require-engine` is
     /// absent or unusable, the images the run needs could not be prepared,
-    /// or the host's binfmt_misc state could not be saved or restored.
+    /// the host's binfmt_misc state could not be saved or restored, or
+    /// `CI=true` and no instance executed.
     pub const ENVIRONMENT: u8 = 3;
     /// The run was interrupted (SIGINT or SIGTERM); the host was restored.
     pub const INTERRUPTED: u8 = 130;
@@ -33,7 +34,8 @@ pub mod exit {
 const AFTER_HELP: &str = "\
 Exit status: 0 all passed; 1 a scenario failed; 2 usage or configuration \
 error; 3 environment error (engine required but absent, images the run needs \
-not buildable, binfmt_misc state not restorable); 130 interrupted.";
+not buildable, binfmt_misc state not restorable, CI=true and nothing executed); \
+130 interrupted.";
 
 /// Runs qus conformance scenarios (YAML) against Docker, Podman,
 /// Apptainer/Singularity or the host, and restores the host's binfmt_misc
@@ -76,6 +78,42 @@ pub enum Command {
     /// verdict: exit 0 when the candidate regressed nowhere (or only where
     /// a known difference says so), 1 when it did, 2 on a usage error.
     Compare(CompareArgs),
+    /// The harness's own helper processes (private namespaces, registrar
+    /// image views); not for people.
+    #[command(subcommand, hide = true)]
+    Internal(InternalCommand),
+}
+
+/// `internal` subcommands: what `qus-harness` does when the harness starts
+/// it as a helper (`sandbox/helper.rs`).
+#[derive(Debug, Subcommand)]
+pub enum InternalCommand {
+    /// Create a user and mount namespace with a private binfmt_misc and
+    /// hold it until standard input closes (a line protocol on stdio).
+    HoldNamespace,
+    /// Run COMMAND in a mount namespace whose `/usr/bin` holds exactly
+    /// the given emulators.
+    ViewExec(ViewExecArgs),
+}
+
+/// `internal view-exec` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ViewExecArgs {
+    /// An empty directory to mount a scratch tmpfs on.
+    #[arg(long, value_name = "DIR")]
+    pub scratch: PathBuf,
+
+    /// One emulator of the view, `qemu-<cpu>-static=/path/to/file`.
+    #[arg(long = "emulator", value_name = "NAME=PATH", value_parser = parse_view_file)]
+    pub emulators: Vec<crate::sandbox::ViewFile>,
+
+    /// The command.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+fn parse_view_file(s: &str) -> Result<crate::sandbox::ViewFile, String> {
+    crate::sandbox::ViewFile::parse(s)
 }
 
 /// `compare` flags.
@@ -317,6 +355,17 @@ pub struct DoctorArgs {
     /// Exit 1 on warnings too, not only on failures (for CI).
     #[arg(long)]
     pub strict: bool,
+
+    /// Perform the fixes the doctor prints, on Debian and Ubuntu, as root:
+    /// mount binfmt_misc, install `qemu-user-static`, `docker.io` or
+    /// `podman`, start dockerd or Podman's API service (each announced on
+    /// stderr; what is already in place is left alone), then check again.
+    #[arg(long)]
+    pub fix: bool,
+
+    /// With `--fix`: list the fixes and their commands, perform nothing.
+    #[arg(long, requires = "fix")]
+    pub dry_run: bool,
 
     /// Scenarios to plan for the "would be skipped" check (skipped when the
     /// default directory is absent).

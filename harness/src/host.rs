@@ -3,7 +3,12 @@
 //! The main type is [`HostGuard`]: a snapshot of every binfmt_misc entry,
 //! taken before the first scenario runs and put back after the last one,
 //! on success, failure, timeout or Ctrl-C (the runner calls
-//! [`HostGuard::restore`]; `Drop` restores as a last resort). [`HostInfo`]
+//! [`HostGuard::restore`]; `Drop` restores as a last resort). A run whose
+//! instances write only private registries (the host runtime's hermetic
+//! instances) takes a watching guard instead ([`HostGuard::watch`]): it
+//! compares the host's entries after the run with the snapshot
+//! ([`HostGuard::check`]) and restores only when they differ, which is
+//! then an error. [`HostInfo`]
 //! holds the facts the planner needs for skip reasons (root, kernel,
 //! binfmt_misc). All reading and writing of binfmt_misc goes through
 //! `qus_registrar::binfmt`; nothing here parses the mount itself.
@@ -44,6 +49,9 @@ pub struct HostGuard {
     binfmt: Binfmt,
     snapshot: Snapshot,
     restored: bool,
+    /// Only compare at the end: nothing of the run should write the host's
+    /// registry.
+    watching: bool,
 }
 
 impl HostGuard {
@@ -58,7 +66,51 @@ impl HostGuard {
             binfmt,
             snapshot,
             restored: false,
+            watching: false,
         })
+    }
+
+    /// Records every entry of a run that should not write the host's
+    /// registry at all; mounts nothing.
+    pub fn watch(binfmt: Binfmt) -> Result<Self, BinfmtError> {
+        let snapshot = binfmt.snapshot()?;
+        Ok(Self {
+            binfmt,
+            snapshot,
+            restored: false,
+            watching: true,
+        })
+    }
+
+    /// Whether this guard only watches (see [`HostGuard::watch`]).
+    pub fn is_watching(&self) -> bool {
+        self.watching
+    }
+
+    /// Compares the registry with the snapshot; returns the names of the
+    /// entries that differ (new, gone or changed), sorted. When some do
+    /// and this process may write the registry, puts the snapshot back.
+    pub fn check(&mut self) -> Result<Vec<String>, BinfmtError> {
+        let now = self.binfmt.snapshot()?;
+        let mut changed: Vec<String> = now
+            .entries
+            .iter()
+            .filter(|e| !self.snapshot.entries.contains(e))
+            .chain(
+                self.snapshot
+                    .entries
+                    .iter()
+                    .filter(|e| !now.entries.contains(e)),
+            )
+            .map(|e| e.name.clone())
+            .collect();
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() && rustix::process::geteuid().is_root() {
+            self.restore()?;
+        }
+        self.restored = true;
+        Ok(changed)
     }
 
     /// How many entries the snapshot holds.
@@ -89,6 +141,7 @@ impl Drop for HostGuard {
         // The runner restores explicitly and reports it; this is for a panic
         // between snapshot and restore.
         if !self.restored
+            && !self.watching
             && let Err(e) = self.binfmt.restore(&self.snapshot)
         {
             tracing::error!("failed to restore the host's binfmt_misc entries: {e}");

@@ -8,7 +8,9 @@
 //! images qus ships and the fixtures scenarios use, and [`prepare`] builds
 //! those a run lacks; [`qemu`] resolves the QEMUs of a `--qemu` matrix and
 //! tells which one ran; [`compare`] is the release gate's verdict on two
-//! reports; [`doctor`] checks a machine.
+//! reports; [`doctor`] checks a machine. [`sandbox`] gives the host
+//! runtime private binfmt_misc namespaces and registrar images without an
+//! engine.
 #![warn(missing_docs)]
 
 pub mod app;
@@ -16,6 +18,7 @@ mod capability;
 pub mod cli;
 pub mod compare;
 pub mod doctor;
+pub mod fallback;
 pub mod host;
 pub mod images;
 pub mod plan;
@@ -24,4 +27,5 @@ pub mod qemu;
 pub mod report;
 pub mod runner;
 pub mod runtime;
+pub mod sandbox;
 pub mod scenario;

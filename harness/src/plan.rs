@@ -150,12 +150,15 @@ fn skip_reason<R: Runtime>(
             .chain(&instance.steps)
             .chain(&instance.teardown)
     };
-    let needs_engine = steps().any(|s| needs_engine(&s.action));
+    if !host.is_root && steps().any(|s| matches!(&s.action, Action::Probe(p) if p.setuid)) {
+        return Some("a setuid probe needs root (a root-owned copy of the probe)".into());
+    }
+    let needs_engine = steps().any(|s| needs_engine(&s.action, runtime.kind()));
     if needs_engine && let Some(e) = engine_error {
         return Some(format!("engine `{kind}` unavailable: {e}"));
     }
     for step in steps() {
-        if let Err(reason) = capability_check(&step.action, runtime) {
+        if let Err(reason) = capability_check(&step.action, runtime, instance) {
             return Some(format!(
                 "step `{}` cannot run on `{kind}`: {reason}",
                 step.label()
@@ -175,29 +178,58 @@ fn writes_binfmt(instance: &Instance) -> bool {
         .any(|s| matches!(s.action, Action::Register(_) | Action::Reset(_)))
 }
 
-/// Whether a step needs the container engine.
-pub fn needs_engine(action: &Action) -> bool {
+/// Whether a step needs the container engine, on a runtime of `kind`.
+///
+/// The host runtime has no engine: it runs registrar images as the host's
+/// registrar in a view of the image (`sandbox`), and probes directly.
+pub fn needs_engine(action: &Action, kind: RuntimeKind) -> bool {
+    let host = kind == RuntimeKind::Host;
     match action {
-        Action::Register(r) => matches!(r.registrar, crate::scenario::Registrar::Image(_)),
-        Action::Reset(r) => r.image.is_some(),
+        Action::Register(r) => !host && matches!(r.registrar, crate::scenario::Registrar::Image(_)),
+        Action::Reset(r) => !host && r.image.is_some(),
+        Action::Probe(_) => !host,
         Action::Run(_) | Action::Build(_) => true,
         Action::Binfmt(_) | Action::Exec(_) => false,
     }
 }
 
-fn capability_check<R: Runtime>(action: &Action, runtime: &R) -> Result<(), String> {
+/// Whether the host runtime stands in for registrar image `image` of
+/// `instance` (its repository's `latest`, `register` or `<version>`).
+fn host_registrar_image(image: &str, instance: &Instance) -> Result<(), String> {
+    let repo = crate::sandbox::instance_repo(instance);
+    match crate::sandbox::RegistrarImage::parse(image, repo) {
+        Some(_) => Ok(()),
+        None => Err(format!(
+            "the host runtime runs the registrar images of `{repo}` (`:latest`, `:register`, \
+             `:<version>`) with the host's `qus-register`, not `{image}`"
+        )),
+    }
+}
+
+fn capability_check<R: Runtime>(
+    action: &Action,
+    runtime: &R,
+    instance: &Instance,
+) -> Result<(), String> {
+    let host = runtime.kind() == RuntimeKind::Host;
     match action {
         Action::Register(r) => match &r.registrar {
+            crate::scenario::Registrar::Image(image) if host => {
+                host_registrar_image(image, instance)
+            }
             crate::scenario::Registrar::Image(image) => runtime
                 .supports_spec(&RunSpec::new(image.clone(), r.args.clone()).with_privileged(true)),
             crate::scenario::Registrar::Host { .. } => Ok(()),
         },
         Action::Reset(r) => match &r.image {
+            Some(image) if host => host_registrar_image(image, instance),
             Some(image) => runtime.supports_spec(
                 &RunSpec::new(image.clone(), Vec::<String>::new()).with_privileged(true),
             ),
             None => Ok(()),
         },
+        Action::Probe(_) if host => Ok(()),
+        Action::Probe(probe) => runtime.supports_spec(&crate::runner::probe_spec(probe, None)),
         Action::Run(run) => runtime.supports_spec(&crate::runner::run_spec(run, "", "")),
         Action::Build(build) => {
             runtime.supports(StepCapability::Build)?;

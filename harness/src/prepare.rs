@@ -76,6 +76,9 @@ fn instance_images(instance: &Instance) -> BTreeSet<String> {
                 }
             }
             Action::Reset(r) => used.extend(r.image.clone()),
+            Action::Probe(p) => {
+                used.insert(p.image.clone());
+            }
             Action::Build(b) => {
                 let text = match &b.source {
                     BuildSource::Containerfile(text) => Some(text.clone()),

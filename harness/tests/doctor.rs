@@ -72,3 +72,43 @@ async fn gather_reads_this_host() {
     // Shown with `--nocapture`: what the doctor says about this machine.
     eprintln!("{text}");
 }
+
+/// The fixes `doctor --fix` plans for a recorded host, as `describe: commands`.
+fn fixes(case: &str, host_qemu: bool) -> Vec<String> {
+    doctor::plan_fixes(&fixture(case), host_qemu)
+        .iter()
+        .map(|f| {
+            let commands: Vec<String> = f.commands().iter().map(|c| c.join(" ")).collect();
+            format!("{}: {}", f.describe(), commands.join("; "))
+        })
+        .collect()
+}
+
+#[test]
+fn fixes_planned_for_the_recorded_hosts() {
+    // A healthy host needs nothing; without Debian's emulators, them.
+    assert_eq!(fixes("ci-host", true), Vec::<String>::new());
+    assert_eq!(
+        fixes("ci-host", false),
+        ["install qemu-user-static: apt-get update; \
+          apt-get install -y --no-install-recommends qemu-user-static"]
+    );
+    // No binfmt_misc at all: load it, mount it; Podman absent, no systemd.
+    assert_eq!(
+        fixes("no-binfmt", true),
+        [
+            "mount binfmt_misc at `/proc/sys/fs/binfmt_misc`: modprobe binfmt_misc; \
+             mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc",
+            "install podman: apt-get update; apt-get install -y --no-install-recommends podman",
+            "start Podman's API service: setsid -f podman system service --time=0 \
+             unix:///run/podman/podman.sock",
+        ]
+    );
+    // Docker installed but down, under systemd: started, not installed.
+    assert_eq!(
+        fixes("broken-host", true)[1],
+        "start dockerd: systemctl start docker"
+    );
+    // Not mounted, no engine: mount, install both, start both.
+    assert_eq!(fixes("rootless-container", false).len(), 4);
+}

@@ -9,7 +9,8 @@
 //!    target table's binfmt magic routes it to that target and no other;
 //! 2. run directly through `/usr/bin/<interpreter>-static` (no binfmt_misc
 //!    needed), it prints `<uname>\n`, and `<uname>\n<argv0>\n` after
-//!    `--argv0`. A missing interpreter fails the test unless
+//!    `--argv0`; the aarch64 probes print `<uname>\n<euid>\n` after
+//!    `--euid` (what setuid checks read). A missing interpreter fails the test unless
 //!    `QUS_ALLOW_MISSING_QEMU=1`, in which case that part is skipped, loudly;
 //! 3. `bin/`, `src/` and the table agree, and every probe is under 4 KiB;
 //! 4. with `QEMU_VERSION=1` in its environment, QEMU prints its version
@@ -318,7 +319,16 @@ fn probes_print_their_uname_under_qemu() {
                 format!("{uname}\nqus-probe\n"),
             ),
         ];
-        for (args, expected) in cases {
+        // The aarch64 probes also tell their effective uid.
+        let euid = rustix::process::geteuid().as_raw();
+        let euid_args = [binary_arg, "--euid"];
+        let euid_line = if probe.target.starts_with("aarch64") {
+            format!("{uname}\n{euid}\n")
+        } else {
+            format!("{uname}\n")
+        };
+        let euid_case: (&[&str], String) = (&euid_args, euid_line);
+        for (args, expected) in cases.into_iter().chain([euid_case]) {
             match run(&qemu, args) {
                 Ok((Some(0), stdout, _)) if stdout == expected => {}
                 Ok((code, stdout, stderr)) => failures.push(format!(

@@ -35,6 +35,10 @@ fn main() {
             "ctrl_c_mid_run_tears_down_cleans_up_and_restores_binfmt",
             ctrl_c_mid_run,
         ),
+        (
+            "ctrl_c_mid_run_restores_a_differing_qemu_s390x_entry",
+            ctrl_c_mid_run_over_a_differing_entry,
+        ),
         ("two_runs_in_parallel_both_pass", two_runs_in_parallel),
         (
             "missing_qus_images_are_built_before_the_run",
@@ -329,6 +333,45 @@ fn ctrl_c_mid_run(context: &Path) -> Result<(), Failed> {
         after.entries == before.entries,
         "binfmt_misc entries differ after the interrupted run",
     )
+}
+
+/// [`ctrl_c_mid_run`] on a host that already holds a `qemu-s390x` entry
+/// unlike the scenario's (`OCF`, as Debian's binfmt.d registers it): the
+/// run must neither refuse it nor lose it. The host's registry is put back
+/// as it was found afterwards.
+fn ctrl_c_mid_run_over_a_differing_entry(context: &Path) -> Result<(), Failed> {
+    if !rustix::process::geteuid().is_root() {
+        return Err("needs root (the test registers `qemu-s390x`)".into());
+    }
+    let interpreter = Path::new("/usr/bin/qemu-s390x-static");
+    if !interpreter.is_file() {
+        return Err(format!("needs `{}`", interpreter.display()).into());
+    }
+    let binfmt = Binfmt::default();
+    let found = binfmt.snapshot()?;
+    let target = qus_registrar::targets::find("s390x").ok_or("s390x is a target")?;
+    let flags = qus_registrar::entry::Flags::requested(true, true, false);
+    let line = qus_registrar::entry::register_line(target, "/usr/bin/qemu-s390x-static", flags);
+    if binfmt.read("qemu-s390x")?.is_some() {
+        binfmt.remove("qemu-s390x")?;
+    }
+    let outcome = binfmt
+        .register("qemu-s390x", &line)
+        .map_err(Failed::from)
+        .and_then(|()| {
+            let entry = binfmt
+                .read("qemu-s390x")?
+                .ok_or("`qemu-s390x` registered")?;
+            check(
+                entry.flags.credential && entry.flags.fix_binary,
+                format!("`qemu-s390x` is not OCF: {entry:?}"),
+            )?;
+            ctrl_c_mid_run(context)
+        });
+    let restored = binfmt.restore(&found);
+    outcome?;
+    restored?;
+    Ok(())
 }
 
 fn two_runs_in_parallel(context: &Path) -> Result<(), Failed> {

@@ -665,6 +665,7 @@ fn the_summary_and_run_end_count_every_outcome() {
         timed_out: 1,
         duration: ran.end.summary.duration,
         host_state_restored: None,
+        host_state_checked: None,
     };
     assert_eq!(
         ran.end,

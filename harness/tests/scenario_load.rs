@@ -34,6 +34,7 @@ const EXPECTED: &[(&str, Outcome)] = &[
     ("passing/exec-true.yaml", O(1)),
     ("passing/host-registrar.yaml", O(1)),
     ("passing/persistent-registration.yaml", O(3)),
+    ("passing/probes.yaml", O(2)),
     ("failing/exec-regex-mismatch.yaml", O(1)),
     ("failing/exec-wrong-exit.yaml", O(1)),
     ("failing/exec-wrong-stdout.yaml", O(1)),
@@ -54,6 +55,7 @@ const EXPECTED: &[(&str, Outcome)] = &[
         E("missing-field", 5, 5),
     ),
     ("malformed/no-document.yaml", E("syntax", 1, 1)),
+    ("malformed/probe-target.yaml", E("invalid-value", 4, 22)),
     (
         "malformed/step-common-key-outside.yaml",
         E("unknown-step-kind", 4, 5),
@@ -207,11 +209,11 @@ fn error_messages_start_with_file_line_col() {
 fn passing_and_failing_load_together_with_unique_names() {
     let scenarios = load_paths(&[fixture("passing"), fixture("failing")]).unwrap();
     let names: Vec<&str> = scenarios.iter().map(|s| s.name()).collect();
-    assert_eq!(names.len(), 10);
+    assert_eq!(names.len(), 11);
     // Files come in path order: `failing/` before `passing/`.
     assert_eq!(names[0], "exec-regex-mismatch");
     assert_eq!(names[3], "build-images");
-    assert_eq!(names[names.len() - 1], "persistent-registration");
+    assert_eq!(names[names.len() - 1], "probes");
     for s in &scenarios {
         // Every fixture is named after its file.
         assert_eq!(s.path().file_stem().unwrap().to_str().unwrap(), s.name());
@@ -400,7 +402,9 @@ fn schema_defines_the_step_kinds() {
         .collect();
     assert_eq!(
         kinds,
-        ["register", "reset", "binfmt", "run", "build", "exec"]
+        [
+            "register", "reset", "binfmt", "run", "build", "exec", "probe"
+        ]
     );
     assert_eq!(schema["$id"], scenario::SCHEMA_ID);
 }

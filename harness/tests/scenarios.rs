@@ -16,7 +16,12 @@
 //! only for an instance that could run on it), `plan`, the images it needs
 //! and the engine lacks (`prepare::prepare_run`: qus's own are built with
 //! Docker, Podman gets copies), then `runner::run` with a `HostGuard` when
-//! root. It passes only if the instance passed. An
+//! root. On the host runtime the trial gets the sandbox `qus-harness run`
+//! prepares (`sandbox::Sandbox`): where the kernel allows it, an instance
+//! that writes binfmt_misc runs in a private registry, and the host's is
+//! only compared before and after (a watching `HostGuard`); registrar
+//! images run as the host's `qus-register` with the image's emulators.
+//! It passes only if the instance passed. An
 //! instance the plan skips is *ignored* with the reason: a scenario-level
 //! reason (another runtime, root, kernel, a step this runtime cannot
 //! express) always, an unusable engine unless `QUS_REQUIRE_ENGINES=1`, which
@@ -48,6 +53,7 @@ use qus_harness::prepare::{ImageStore, PrepareNeeds, prepare_run};
 use qus_harness::report::{Event, ScenarioResult, Status};
 use qus_harness::runner::{self, RunOptions, TEARDOWN_GRACE};
 use qus_harness::runtime::{FakeRuntime, HostRuntime, Runtime, RuntimeKind};
+use qus_harness::sandbox::{Sandbox, SandboxOptions};
 use qus_harness::scenario::{self, Instance, Scenario, VarOverrides};
 use qus_registrar::binfmt::{Binfmt, MountState};
 
@@ -456,9 +462,22 @@ fn run_on<R: Runtime + 'static>(
         &NoProgress,
     )
     .map_err(|e| chain(&e))?;
+    let sandbox = if runtime.kind() == RuntimeKind::Host {
+        Some(Arc::new(sandbox(std::slice::from_ref(&planned))?))
+    } else {
+        None
+    };
     // Save the host's binfmt_misc state whenever the run could change it,
-    // as the CLI does.
-    let guard = if host.is_root && host.binfmt != MountState::Missing {
+    // as the CLI does; a hermetic run only compares it.
+    let guard = if sandbox.as_ref().is_some_and(|s| s.is_private()) {
+        let guard = HostGuard::watch(Binfmt::default()).map_err(|e| {
+            format!(
+                "failed to read the host's binfmt_misc entries: {}",
+                chain(&e)
+            )
+        })?;
+        Some(guard)
+    } else if host.is_root && host.binfmt != MountState::Missing {
         let guard = HostGuard::take(Binfmt::default()).map_err(|e| {
             format!(
                 "failed to save the host's binfmt_misc entries: {}",
@@ -477,6 +496,7 @@ fn run_on<R: Runtime + 'static>(
         step_timeout: STEP_TIMEOUT,
         keep: false,
         teardown_grace: TEARDOWN_GRACE,
+        sandbox,
     };
     let mut result = None;
     let mut skipped = None;
@@ -505,6 +525,30 @@ fn run_on<R: Runtime + 'static>(
         (None, Some(reason)) => Err(format!("not run: {reason}").into()),
         (None, None) => Err("the runner reported no result".into()),
     }
+}
+
+/// The host runtime's sandbox for one planned instance, as `qus-harness
+/// run` prepares it: this build's `qus-harness` as the helper, the
+/// `qus-register` next to it, emulators fetched into the cache where the
+/// host has none.
+fn sandbox(planned: &[Planned]) -> Result<Sandbox, Failed> {
+    let helper = PathBuf::from(env!("CARGO_BIN_EXE_qus-harness"));
+    let registrar = helper.with_file_name("qus-register");
+    let options = SandboxOptions {
+        registrar: if registrar.is_file() {
+            registrar.display().to_string()
+        } else {
+            "qus-register".to_owned()
+        },
+        helper,
+        cache_dir: qus_harness::images::default_cache_dir(),
+        host_qemu_dir: qus_harness::sandbox::HOST_QEMU_DIR.into(),
+        private: true,
+    };
+    let images = qus_harness::sandbox::registrar_images(planned);
+    tokio()
+        .block_on(Sandbox::prepare(&options, &images, &NoProgress))
+        .map_err(|e| chain(&e).into())
 }
 
 /// The single planned instance of a one-instance plan.

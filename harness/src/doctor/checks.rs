@@ -134,6 +134,7 @@ pub fn checks(inputs: &Inputs) -> Vec<Check> {
     );
     out.extend(inputs.engines.iter().map(|e| engine(inputs, e)));
     out.push(runtime(inputs));
+    out.push(emulators(inputs));
     if let Some(planned) = &inputs.scenarios {
         out.push(scenarios(planned));
     }
@@ -792,8 +793,53 @@ fn entry(inputs: &Inputs, e: &Entry) -> Check {
     }
 }
 
+/// Where the host runtime's emulators come from: the host's
+/// `/usr/bin/qemu-*-static`, else Debian's QEMU fetched into the cache.
+fn emulators(inputs: &Inputs) -> Check {
+    let cache = match &inputs.emulator_cache {
+        Some((dir, packages)) if packages.is_empty() => format!("`{}`: empty", dir.display()),
+        Some((dir, packages)) => format!("`{}`: {}", dir.display(), packages.join(", ")),
+        None => "cache not read".to_owned(),
+    };
+    let n = inputs.host_emulators.len();
+    if n > 0 {
+        Check::new(
+            "emulators",
+            Status::Ok,
+            format!(
+                "the host runtime uses the host's {n} static `/usr/bin/qemu-*-static` \
+                 (other QEMU versions are fetched from Debian into the cache)"
+            ),
+        )
+        .evidence(format!(
+            "{}; cache {cache}",
+            inputs.host_emulators.join(" ")
+        ))
+    } else {
+        Check::new(
+            "emulators",
+            Status::Ok,
+            "no static `/usr/bin/qemu-*-static`: the host runtime fetches Debian's QEMU into \
+             the cache (nothing is installed on the host)",
+        )
+        .evidence(format!("cache {cache}"))
+    }
+}
+
 fn engine_fix(engine: &EngineInput, found: bool) -> String {
     match (engine.kind, found) {
+        (RuntimeKind::Singularity | RuntimeKind::Host, true) => {
+            format!("check that `{} --version` runs", engine.location)
+        }
+        (kind, found) => engine_hint(kind, found),
+    }
+}
+
+/// The command that gets an engine of `kind` answering: installing it
+/// when its program was not `found`, else starting it (shared with the
+/// run's fallback notice).
+pub fn engine_hint(kind: RuntimeKind, found: bool) -> String {
+    match (kind, found) {
         (RuntimeKind::Docker, false) => {
             "install Docker (`apt-get install docker.io`) and start it".to_owned()
         }
@@ -812,7 +858,7 @@ fn engine_fix(engine: &EngineInput, found: bool) -> String {
              (or point QUS_PODMAN_SOCKET at it)"
             .to_owned(),
         (_, false) => "install Apptainer, or point QUS_SINGULARITY_BIN at it".to_owned(),
-        (_, true) => format!("check that `{} --version` runs", engine.location),
+        (_, true) => "check that `apptainer --version` runs".to_owned(),
     }
 }
 
@@ -1038,6 +1084,36 @@ mod tests {
     }
 
     #[test]
+    fn emulators_say_where_the_host_runtime_takes_them_from() {
+        let host = Inputs {
+            host_emulators: vec!["qemu-aarch64-static".to_owned()],
+            emulator_cache: Some(("/var/cache/qus/emulators".into(), vec![])),
+            ..fixture("ci-host")
+        };
+        let c = run(&host, "emulators");
+        assert_check(&c, Status::Ok, None);
+        assert!(c.summary.contains("the host's 1 static"), "{c:?}");
+        assert!(
+            c.evidence.contains("`/var/cache/qus/emulators`: empty"),
+            "{c:?}"
+        );
+        let fetched = Inputs {
+            host_emulators: vec![],
+            emulator_cache: Some((
+                "/c/emulators".into(),
+                vec!["qemu-user-static_1%3a7.2_amd64.deb".to_owned()],
+            )),
+            ..fixture("ci-host")
+        };
+        let c = run(&fetched, "emulators");
+        assert!(c.summary.contains("fetches Debian's QEMU"), "{c:?}");
+        assert!(
+            c.evidence.contains("qemu-user-static_1%3a7.2_amd64.deb"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
     fn every_check_of_the_ci_host_in_order() {
         let ids: Vec<&str> = checks(&fixture("ci-host")).iter().map(|c| c.id).collect();
         assert_eq!(
@@ -1059,6 +1135,7 @@ mod tests {
                 "podman",
                 "singularity",
                 "runtime",
+                "emulators",
                 "scenarios",
             ]
         );

@@ -104,6 +104,13 @@ pub struct Inputs {
     /// The planned instances (id, skip reason), when the caller planned
     /// some: filled from the planner, never gathered here.
     pub scenarios: Option<Vec<(String, Option<String>)>>,
+    /// The static `/usr/bin/qemu-*-static` of the host (file names, sorted):
+    /// the host runtime's emulators.
+    pub host_emulators: Vec<String>,
+    /// The emulators cache (`$QUS_CACHE_DIR/emulators`) and the complete
+    /// package directories in it, when gathered on a host (fixtures record
+    /// none).
+    pub emulator_cache: Option<(PathBuf, Vec<String>)>,
 }
 
 /// systemd's part: whether it runs, the state of `systemd-binfmt`, and the
@@ -243,7 +250,22 @@ impl Inputs {
             engines,
             scenarios: None,
         };
-        read_root(root, facts)
+        let cache = crate::images::default_cache_dir().join("emulators");
+        let cached = fs::read_dir(&cache)
+            .map(|items| {
+                let mut names: Vec<String> = items
+                    .filter_map(Result::ok)
+                    .filter(|i| i.path().join(".complete").is_file())
+                    .map(|i| i.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                names
+            })
+            .unwrap_or_default();
+        Inputs {
+            emulator_cache: Some((cache, cached)),
+            ..read_root(root, facts)
+        }
     }
 
     /// Reads a recorded host: `dir` is laid out like a root file system
@@ -328,7 +350,25 @@ fn read_root(root: &Path, facts: RecordedFacts) -> Inputs {
         interpreters,
         engines: facts.engines,
         scenarios: facts.scenarios,
+        host_emulators: host_emulators(root),
+        emulator_cache: None,
     }
+}
+
+/// The static `qemu-*-static` files of `/usr/bin` under `root`, sorted.
+fn host_emulators(root: &Path) -> Vec<String> {
+    let dir = under(root, "/usr/bin");
+    let Ok(items) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = items
+        .filter_map(Result::ok)
+        .map(|i| i.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("qemu-") && n.ends_with("-static"))
+        .filter(|n| inspect_interpreter(&dir.join(n)) == Interpreter::Static)
+        .collect();
+    names.sort();
+    names
 }
 
 /// Every `*.conf` file of the binfmt.d directories under `root`.

@@ -9,10 +9,12 @@
 //! says whether anything failed (or, with `--strict`, warned).
 
 mod checks;
+mod fix;
 mod inputs;
 mod render;
 
-pub use checks::{Check, Status, checks};
+pub use checks::{Check, Status, checks, engine_hint};
+pub use fix::{Fix, FixError, apply as apply_fix, check_debian, plan as plan_fixes};
 pub use inputs::{
     BINFMT_D_DIRS, BinfmtDFile, EngineInput, Inputs, Interpreter, LoadFixtureError, SystemdInputs,
 };

@@ -20,6 +20,10 @@
 //!   compiled in Debian builder images (`qus-builders/rust-cross:<suite>-<arch>`)
 //!   and cached by recipe, for the images of other hosts.
 //!
+//! [`cached_emulators`] fetches Debian's QEMU package the same way as
+//! [`build`] and unpacks its emulators into the cache, for the host
+//! runtime on hosts without interpreters of their own (async).
+//!
 //! All are idempotent: every image carries a recipe label (a hash of its
 //! inputs) and is skipped when its tags already name an image with that
 //! recipe; root filesystems and binaries are cached keyed by recipe. All
@@ -53,6 +57,7 @@ mod mirror;
 mod paths;
 mod probes;
 mod progress;
+mod qemu_cache;
 mod recipe;
 mod registrar;
 mod rootfs;
@@ -89,6 +94,7 @@ pub use mirror::{DEFAULT_MIRROR, mirror_from_sources};
 pub use paths::{CACHE_DIR_ENV, DEFAULT_CACHE_DIR, default_cache_dir, workspace_root};
 pub use probes::{ProbeRow, read_probe_table};
 pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOutcome};
+pub use qemu_cache::{CachedEmulators, cached_emulators};
 pub use registrar::RegistrarSource;
 pub use suite::{ParseSuiteError, Suite};
 pub use tags::{latest_tags, register_tags, target_tags};

@@ -32,6 +32,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle, T
 use super::events::{Event, InstanceId, InstanceKey, QemuInfo, Stream};
 use super::model::{Collector, HostState, RunSummary, ScenarioResult, Status, StepRecord};
 use super::reporter::{ReportError, Reporter};
+use super::skips::SkipCauses;
 use super::tables;
 
 /// How many lines of a failing step's stdout and stderr a failure shows.
@@ -77,6 +78,8 @@ pub struct ConsoleReporter {
     qemus: Vec<QemuInfo>,
     /// The results so far, for the per-QEMU counts and workload tables.
     collector: Collector,
+    /// Skips by cause, for the summary.
+    skip_causes: SkipCauses,
 }
 
 impl ConsoleReporter {
@@ -93,6 +96,7 @@ impl ConsoleReporter {
             host_state: None,
             qemus: Vec::new(),
             collector: Collector::new(),
+            skip_causes: SkipCauses::default(),
         }
     }
 
@@ -258,10 +262,15 @@ impl Reporter for ConsoleReporter {
                     self.not_passed
                         .insert(instance.key(), (label.clone(), result.status));
                 }
+                if result.status == Status::Skipped {
+                    self.skip_causes
+                        .add(result.failure.as_deref().unwrap_or("skipped at run time"));
+                }
                 self.instance_done(instance);
                 self.emit(&finished_block(&label, result));
             }
             Event::ScenarioSkipped { instance, reason } => {
+                self.skip_causes.add(reason);
                 self.instance_done(instance);
                 self.emit(&format!("SKIP  {}: {reason}\n", self.label(instance)));
             }
@@ -271,6 +280,8 @@ impl Reporter for ConsoleReporter {
                     changed: *changed,
                 });
             }
+            // The summary carries the comparison.
+            Event::HostStateChecked { .. } => {}
             Event::RunFinished { summary } => {
                 if let Some(progress) = self.progress.take() {
                     progress.clear();
@@ -278,11 +289,12 @@ impl Reporter for ConsoleReporter {
                 let report = self.collector.report();
                 let mut text = tables::workload_tables(&report);
                 text.push_str(&summary_block(summary, self.host_state, &self.not_passed));
-                let qemu_lines = tables::qemu_summary_lines(&report);
-                // The per-QEMU counts follow the counts line, which stays
-                // the first line of the summary.
+                let mut extra = tables::qemu_summary_lines(&report);
+                extra.push_str(&self.skip_causes.lines());
+                // The per-QEMU counts and the skips by cause follow the
+                // counts line, which stays the first line of the summary.
                 if let Some(at) = text.find("\nfinished in ") {
-                    text.insert_str(at + 1, &qemu_lines);
+                    text.insert_str(at + 1, &extra);
                 }
                 self.emit(&text);
             }
@@ -465,6 +477,27 @@ fn summary_block(
         let _ = writeln!(text, "{}", rare.join(", "));
     }
     let _ = writeln!(text, "finished in {}", Secs(summary.duration));
+    if let Some(check) = &summary.host_state_checked {
+        let private = match check.private_instances {
+            0 => String::new(),
+            1 => "; 1 instance wrote binfmt_misc in a private registry".to_owned(),
+            n => format!("; {n} instances wrote binfmt_misc in private registries"),
+        };
+        if check.is_untouched() {
+            let _ = writeln!(
+                text,
+                "host binfmt state untouched ({} entries, the same before and after{private})",
+                check.entries
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "host binfmt state CHANGED during the run: {} (restored where possible)",
+                check.changed.join(", ")
+            );
+        }
+        return text;
+    }
     // A restore event without a verdict in the summary still means the
     // runner restored the state.
     let restored = summary.host_state_restored.or(host_state.map(|_| true));

@@ -109,6 +109,17 @@ pub enum Event {
         /// Whether the run had changed anything that needed restoring.
         changed: bool,
     },
+    /// The run wrote no binfmt_misc entry of the host's (its instances that
+    /// write binfmt_misc ran in private registries): the host's entries
+    /// were compared after the run with a snapshot taken before it.
+    HostStateChecked {
+        /// How many entries the snapshot held.
+        entries: usize,
+        /// The entries that differed (restored as root); empty when none.
+        changed: Vec<String>,
+        /// How many instances ran in private binfmt_misc registries.
+        private_instances: usize,
+    },
     /// The run ended; no event follows.
     RunFinished {
         /// The counts and the total duration.

@@ -62,7 +62,8 @@ impl Reporter for JsonReporter {
             | Event::StepFinished { .. }
             | Event::ScenarioFinished { .. }
             | Event::ScenarioSkipped { .. }
-            | Event::HostStateRestored { .. } => {}
+            | Event::HostStateRestored { .. }
+            | Event::HostStateChecked { .. } => {}
         }
     }
 
@@ -195,7 +196,18 @@ struct Summary {
     errored: usize,
     timed_out: usize,
     host_state_restored: Option<bool>,
+    host_state_checked: Option<HostChecked>,
     exit_code: i32,
+}
+
+/// The comparison of the host's entries around a run whose instances
+/// wrote only private registries.
+#[derive(Serialize)]
+struct HostChecked {
+    entries: usize,
+    untouched: bool,
+    changed: Vec<String>,
+    private_instances: usize,
 }
 
 impl Summary {
@@ -207,6 +219,12 @@ impl Summary {
             errored: summary.errored,
             timed_out: summary.timed_out,
             host_state_restored: summary.host_state_restored,
+            host_state_checked: summary.host_state_checked.as_ref().map(|c| HostChecked {
+                entries: c.entries,
+                untouched: c.is_untouched(),
+                changed: c.changed.clone(),
+                private_instances: c.private_instances,
+            }),
             exit_code: summary.exit_code(),
         }
     }

@@ -62,7 +62,8 @@ impl Reporter for JunitReporter {
             | Event::StepFinished { .. }
             | Event::ScenarioFinished { .. }
             | Event::ScenarioSkipped { .. }
-            | Event::HostStateRestored { .. } => {}
+            | Event::HostStateRestored { .. }
+            | Event::HostStateChecked { .. } => {}
         }
     }
 
@@ -125,6 +126,16 @@ fn suite(run: &RunReport, name: String) -> TestSuite {
     ]);
     if let Some(restored) = run.summary.host_state_restored {
         suite.add_property(Property::new("host_state_restored", restored.to_string()));
+    }
+    if let Some(check) = &run.summary.host_state_checked {
+        suite.add_property(Property::new(
+            "host_state_untouched",
+            check.is_untouched().to_string(),
+        ));
+        suite.add_property(Property::new(
+            "private_instances",
+            check.private_instances.to_string(),
+        ));
     }
     suite
 }

@@ -16,6 +16,7 @@ mod model;
 mod reporter;
 #[cfg(test)]
 mod script;
+mod skips;
 mod tables;
 mod workload;
 
@@ -24,8 +25,8 @@ pub use events::{Event, InstanceId, InstanceKey, Phase, QemuInfo, Stream, Worklo
 pub use json::{JsonReporter, SCHEMA_VERSION, to_string as to_json_string};
 pub use junit::{JunitReporter, build_report as build_junit_report};
 pub use model::{
-    Collector, HostState, INTERRUPTED_FAILURE, InstanceResult, QemuRan, QemuReport, RunInfo,
-    RunReport, RunSummary, ScenarioResult, Status, StepRecord, StepResult,
+    Collector, HostCheck, HostState, INTERRUPTED_FAILURE, InstanceResult, QemuRan, QemuReport,
+    RunInfo, RunReport, RunSummary, ScenarioResult, Status, StepRecord, StepResult,
 };
 pub use reporter::{ReportError, Reporter, Reporters};
 pub use workload::WorkloadResult;

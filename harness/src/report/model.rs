@@ -190,6 +190,27 @@ pub struct RunSummary {
     /// Whether the host's binfmt_misc state was restored after the run;
     /// `None` when no scenario needed a snapshot.
     pub host_state_restored: Option<bool>,
+    /// The comparison of the host's entries before and after a run whose
+    /// instances wrote only private registries; `None` otherwise.
+    pub host_state_checked: Option<HostCheck>,
+}
+
+/// What `HostStateChecked` reported.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostCheck {
+    /// How many entries the snapshot held.
+    pub entries: usize,
+    /// The entries that differed after the run (restored as root).
+    pub changed: Vec<String>,
+    /// How many instances ran in private binfmt_misc registries.
+    pub private_instances: usize,
+}
+
+impl HostCheck {
+    /// Whether the host's registry was untouched.
+    pub fn is_untouched(&self) -> bool {
+        self.changed.is_empty()
+    }
 }
 
 impl RunSummary {
@@ -315,6 +336,8 @@ pub struct Collector {
     baselines: BTreeMap<String, StepResult>,
     /// From `HostStateRestored`.
     host_state: Option<HostState>,
+    /// From `HostStateChecked`.
+    host_check: Option<HostCheck>,
     /// From `RunFinished`.
     summary: Option<RunSummary>,
 }
@@ -403,6 +426,17 @@ impl Collector {
                     changed: *changed,
                 });
             }
+            Event::HostStateChecked {
+                entries,
+                changed,
+                private_instances,
+            } => {
+                self.host_check = Some(HostCheck {
+                    entries: *entries,
+                    changed: changed.clone(),
+                    private_instances: *private_instances,
+                });
+            }
             Event::RunFinished { summary } => {
                 self.summary = Some(summary.clone());
             }
@@ -441,6 +475,7 @@ impl Collector {
         let mut summary = RunSummary {
             duration,
             host_state_restored,
+            host_state_checked: self.host_check.clone(),
             ..RunSummary::default()
         };
         for instance in self.instances() {
@@ -479,6 +514,7 @@ impl Collector {
                 let mut counts = RunSummary {
                     duration: summary.duration,
                     host_state_restored: summary.host_state_restored,
+                    host_state_checked: summary.host_state_checked.clone(),
                     ..RunSummary::default()
                 };
                 for i in &instances {

@@ -155,6 +155,7 @@ mod tests {
                 Event::ScenarioFinished { .. } => "scenario_finished",
                 Event::ScenarioSkipped { .. } => "scenario_skipped",
                 Event::HostStateRestored { .. } => "host_state_restored",
+                Event::HostStateChecked { .. } => "host_state_checked",
                 Event::RunFinished { .. } => "run_finished",
             };
             self.seen.lock().unwrap().push(name.to_owned());

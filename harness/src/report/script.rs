@@ -132,6 +132,7 @@ pub(crate) fn instance_of(event: &Event) -> Option<&str> {
         Event::RunStarted { .. }
         | Event::QemuBaselineRegistered { .. }
         | Event::HostStateRestored { .. }
+        | Event::HostStateChecked { .. }
         | Event::RunFinished { .. } => None,
     }
 }
@@ -296,6 +297,7 @@ pub(crate) fn events() -> Vec<Event> {
             timed_out: 1,
             duration: ms(42_500),
             host_state_restored: Some(true),
+            host_state_checked: None,
         },
     });
     events

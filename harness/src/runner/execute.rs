@@ -35,7 +35,8 @@ use crate::report::{
     Collector, Event, InstanceId, InstanceKey, Phase, QemuInfo, RunSummary, ScenarioResult, Status,
     StepResult, Stream, WorkloadAxis,
 };
-use crate::runtime::{RUN_LABEL, Runtime};
+use crate::runtime::{RUN_LABEL, Runtime, RuntimeKind};
+use crate::sandbox::{Namespace, Sandbox};
 use crate::scenario::{Instance, Step};
 
 /// How long the check of which QEMU ran may take.
@@ -70,6 +71,10 @@ pub struct RunOptions {
     /// How long the teardowns of a stopped run may take before they are
     /// abandoned ([`TEARDOWN_GRACE`] unless a test shortens it).
     pub teardown_grace: Duration,
+    /// The host runtime's sandbox (`None` on container runtimes): where
+    /// it gives private namespaces, every instance that writes binfmt_misc
+    /// runs in one of its own, in parallel with the others.
+    pub sandbox: Option<Arc<Sandbox>>,
 }
 
 /// How long, by default, the teardowns of a stopped run may take before
@@ -172,6 +177,7 @@ fn run_groups<R: Runtime + 'static>(
         let (tx, mut rx) = mpsc::unbounded_channel();
         // Holds why the run was stopped, once it is.
         let (stop_tx, stop_rx) = watch::channel(None::<String>);
+        let private_instances = Arc::new(AtomicUsize::new(0));
         let mut scheduler = tokio::spawn(schedule(
             runtime.clone(),
             groups,
@@ -179,6 +185,7 @@ fn run_groups<R: Runtime + 'static>(
             options.clone(),
             tx,
             stop_rx,
+            private_instances.clone(),
         ));
         let mut interrupted: Option<String> = None;
         let mut abandoned = false;
@@ -248,8 +255,29 @@ fn run_groups<R: Runtime + 'static>(
         }
         let mut restore_error = None;
         let mut restored = None;
-        if let Some(mut guard) = guard {
-            match guard.restore() {
+        match guard {
+            // Nothing of the run was to write the host's registry: compare.
+            Some(mut guard) if guard.is_watching() => match guard.check() {
+                Ok(changed) => {
+                    if !changed.is_empty() {
+                        restore_error = Some(format!(
+                            "the host's binfmt_misc entries changed during a run whose \
+                             instances write only private registries: {}",
+                            changed.join(", ")
+                        ));
+                    }
+                    emit(
+                        Event::HostStateChecked {
+                            entries: guard.entries(),
+                            changed,
+                            private_instances: private_instances.load(Ordering::SeqCst),
+                        },
+                        &mut collector,
+                    );
+                }
+                Err(e) => restore_error = Some(error_chain(&e)),
+            },
+            Some(mut guard) => match guard.restore() {
                 Ok(report) => {
                     restored = Some(true);
                     emit(
@@ -264,7 +292,8 @@ fn run_groups<R: Runtime + 'static>(
                     restored = Some(false);
                     restore_error = Some(error_chain(&e));
                 }
-            }
+            },
+            None => {}
         }
         let summary = collector.summary(start.elapsed(), restored);
         emit(Event::RunFinished { summary: summary.clone() }, &mut collector);
@@ -321,10 +350,14 @@ async fn schedule<R: Runtime + 'static>(
     options: RunOptions,
     tx: mpsc::UnboundedSender<Event>,
     stop_rx: watch::Receiver<Option<String>>,
+    private_instances: Arc<AtomicUsize>,
 ) {
     // Readers share the host; an instance that writes binfmt_misc takes the
     // write side and so runs alone.
     let host = Arc::new(RwLock::new(()));
+    // Instances that write binfmt_misc get registries of their own.
+    let private = runtime.kind() == RuntimeKind::Host
+        && options.sandbox.as_ref().is_some_and(|s| s.is_private());
     let slots = Arc::new(Semaphore::new(options.jobs.max(1)));
     let stop = Arc::new(AtomicBool::new(false));
     let builds = Arc::new(AtomicUsize::new(0));
@@ -351,6 +384,8 @@ async fn schedule<R: Runtime + 'static>(
                 default_timeout: options.step_timeout,
                 builds: &builds,
                 fresh_builds: true,
+                sandbox: options.sandbox.as_deref(),
+                namespace: None,
             };
             // A stop during the registration abandons it; the instances
             // below then see the stop.
@@ -410,7 +445,10 @@ async fn schedule<R: Runtime + 'static>(
                 .acquire_owned()
                 .await
                 .expect("the semaphore is never closed");
-            let access = if p.is_disruptive() {
+            // A private registry is the instance's alone: it shares the
+            // host with the others.
+            let hermetic = private && p.is_disruptive();
+            let access = if p.is_disruptive() && !hermetic {
                 HostAccess::Exclusive(host.clone().write_owned().await)
             } else {
                 HostAccess::Shared(host.clone().read_owned().await)
@@ -432,18 +470,50 @@ async fn schedule<R: Runtime + 'static>(
                 (Some(probe), Some(info)) => Some((probe.clone(), info.clone())),
                 _ => None,
             };
-            let (runtime, stop, builds, tx, options, stop_rx) = (
+            let (runtime, stop, builds, tx, options, stop_rx, private_instances) = (
                 runtime.clone(),
                 stop.clone(),
                 builds.clone(),
                 tx.clone(),
                 options.clone(),
                 stop_rx.clone(),
+                private_instances.clone(),
             );
             tasks.spawn(async move {
                 // Released when the instance ends, whatever the outcome.
                 let _held = (slot, access);
-                let binfmt = Binfmt::default();
+                let sandbox = options.sandbox.as_deref();
+                let namespace = match (hermetic, sandbox) {
+                    (true, Some(sandbox)) => match Namespace::create(sandbox.helper()).await {
+                        Ok(namespace) => {
+                            private_instances.fetch_add(1, Ordering::SeqCst);
+                            Some(namespace)
+                        }
+                        Err(e) => {
+                            let message = format!(
+                                "failed to set up the instance's private binfmt_misc: {}",
+                                error_chain(&e)
+                            );
+                            let _ = tx.send(Event::ScenarioStarted {
+                                instance: id.clone(),
+                            });
+                            let _ = tx.send(Event::ScenarioFinished {
+                                instance: id,
+                                result: ScenarioResult::new(
+                                    Status::Errored,
+                                    Duration::ZERO,
+                                    Vec::new(),
+                                    Some(message),
+                                ),
+                            });
+                            return;
+                        }
+                    },
+                    _ => None,
+                };
+                let binfmt = namespace
+                    .as_ref()
+                    .map_or_else(Binfmt::default, Namespace::binfmt);
                 let ctx = StepContext {
                     runtime: runtime.as_ref(),
                     run_id: &options.run_id,
@@ -452,6 +522,8 @@ async fn schedule<R: Runtime + 'static>(
                     default_timeout: options.step_timeout,
                     builds: &builds,
                     fresh_builds,
+                    sandbox,
+                    namespace: namespace.as_ref(),
                 };
                 let check = check.as_ref().map(|(probe, info)| (probe.as_ref(), info));
                 let result =

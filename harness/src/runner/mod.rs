@@ -15,4 +15,4 @@ pub use execute::{
 };
 pub use qemu::{BASELINE_ARGS, QemuGroup, QemuMatrix, QemuProbe, preferred_targets};
 pub(crate) use step::error_chain;
-pub use step::run_spec;
+pub use step::{probe_spec, run_spec};

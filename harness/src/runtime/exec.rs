@@ -1,8 +1,10 @@
 //! [`exec`]: run one command on the host with a timeout.
 //!
 //! `exec` steps use it on every runtime, and so do the host runtime's
-//! `register` steps. It captures output and the exit status; it does not
-//! interpret them, and it never runs a shell.
+//! `register` and `probe` steps; [`exec_with`] lets the caller start the
+//! command in a private namespace or as another user. It captures output
+//! and the exit status; it does not interpret them, and it never runs a
+//! shell.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
@@ -38,6 +40,22 @@ pub async fn exec(
     env: &[(String, String)],
     timeout: Duration,
 ) -> Result<RunOutcome, RuntimeError> {
+    exec_with(command, env, timeout, |_| Ok(())).await
+}
+
+/// [`exec`], with `prepare` given the command before it is spawned: to
+/// start it in a private namespace, as another user, or with variables
+/// removed (see `sandbox::Launch`).
+///
+/// # Errors
+///
+/// As [`exec`]; an error of `prepare` is [`RuntimeError::Io`] too.
+pub async fn exec_with(
+    command: &[String],
+    env: &[(String, String)],
+    timeout: Duration,
+    prepare: impl FnOnce(&mut Command) -> std::io::Result<()>,
+) -> Result<RunOutcome, RuntimeError> {
     let Some((program, args)) = command.split_first() else {
         return Err(RuntimeError::InvalidSpec {
             reason: "the command line is empty".into(),
@@ -50,15 +68,16 @@ pub async fn exec(
     };
     let started = Instant::now();
     let deadline = tokio::time::Instant::from_std(started + timeout);
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io_error)?;
+        .kill_on_drop(true);
+    prepare(&mut command).map_err(io_error)?;
+    let mut child = command.spawn().map_err(io_error)?;
 
     let mut stdout = Vec::new();
     let mut stderr = Vec::new();

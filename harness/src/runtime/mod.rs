@@ -36,7 +36,7 @@ pub use endpoint::{
     TlsConnectError, TlsFailure, TlsFiles,
 };
 pub use error::{BoxError, Operation, RuntimeError};
-pub use exec::exec;
+pub use exec::{exec, exec_with};
 pub use fake::FakeRuntime;
 pub use host::HostRuntime;
 pub use podman::{PodmanRuntime, copy_image_from_docker};

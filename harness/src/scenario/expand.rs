@@ -19,13 +19,13 @@ use super::model::{
     MatrixValue, Requires, Scenario, Workload, parse_duration, serialize_opt_duration,
 };
 use super::raw::{
-    OneOrMany, OrderedMap, RawBinfmt, RawBuild, RawExec, RawExit, RawExpect, RawMatcher,
+    OneOrMany, OrderedMap, RawBinfmt, RawBuild, RawExec, RawExit, RawExpect, RawMatcher, RawProbe,
     RawRegister, RawReset, RawRun, RawStep, RuntimeKind, Scalar,
 };
 use super::span::{Mark, Sp, Text};
 use super::step::{
     Action, Bind, BinfmtCheck, Build, BuildExpect, BuildSource, Exec, ExitExpectation, Expect,
-    Matcher, Register, Registrar, Reset, Run, Step,
+    Matcher, Probe, Register, Registrar, Reset, Run, Step, default_probe_image, probe_user,
 };
 use super::vars::{BUILTIN_VARS, Piece, VarOverrides, VarRef, is_identifier, parse_template};
 
@@ -489,6 +489,7 @@ impl Resolver<'_, '_> {
             RawStep::Run(s) => self.run(s, &step.mark).map(Action::Run),
             RawStep::Build(s) => self.build(s, &step.mark).map(Action::Build),
             RawStep::Exec(s) => self.exec(s, &step.mark).map(Action::Exec),
+            RawStep::Probe(s) => self.probe(s, &step.mark).map(Action::Probe),
         };
         Some(Step {
             name: name?,
@@ -811,6 +812,29 @@ impl Resolver<'_, '_> {
         })
     }
 
+    fn probe(&mut self, s: &RawProbe, mark: &Mark) -> Option<Probe> {
+        let target = match &s.target {
+            Some(target) => self.checked(Some(target), check_probe_target),
+            None => {
+                self.missing(mark, "target", "probe");
+                None
+            }
+        };
+        let image = self.opt_string(s.image.as_ref());
+        let args = self.opt_strings(s.args.as_ref());
+        let user = self.checked(s.user.as_ref(), |u| probe_user(u).map(|_| u.to_owned()));
+        let expect = self.expect(s.expect.as_ref());
+        let target = target??;
+        Some(Probe {
+            image: image?.unwrap_or_else(|| default_probe_image(&target)),
+            target,
+            args: args?.unwrap_or_default(),
+            setuid: s.setuid.unwrap_or(false),
+            user: user?,
+            expect: expect?,
+        })
+    }
+
     fn expect(&mut self, expect: Option<&RawExpect>) -> Option<Expect> {
         let Some(expect) = expect else {
             return Some(Expect::default());
@@ -1010,6 +1034,18 @@ fn check_hex(value: &str, key: &str) -> Result<String, String> {
     Ok(hex)
 }
 
+/// A target whose probe the registrar embeds (`fixtures/probes/bin/`).
+fn check_probe_target(target: &str) -> Result<String, String> {
+    if qus_registrar::verify::probe(target).is_some() {
+        return Ok(target.to_owned());
+    }
+    let known: Vec<&str> = qus_registrar::verify::probed_targets().collect();
+    Err(format!(
+        "`{target}` has no probe program; targets with one: {}",
+        known.join(", ")
+    ))
+}
+
 fn check_platform(platform: &str) -> Result<String, String> {
     let parts: Vec<&str> = platform.split('/').collect();
     let part_ok = |p: &&str| {
@@ -1114,6 +1150,34 @@ mod tests {
         );
         // `--var` overrides a built-in too.
         assert_eq!(command(&s, &vars.with_var("RUN_ID", "r10"))[2], "r10");
+    }
+
+    #[test]
+    fn probe_steps_default_their_image_and_check_target_and_user() {
+        let s = scenario(
+            "steps:\n  - probe: { target: s390x, args: [--argv0], setuid: true }\n  - probe: { target: mips, image: my/probe, user: \"1000:100\" }\n",
+        );
+        let instances = expand(&s, &VarOverrides::new()).unwrap();
+        let probes: Vec<&Probe> = instances[0]
+            .steps
+            .iter()
+            .map(|step| match &step.action {
+                Action::Probe(p) => p,
+                other => panic!("expected probe, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(probes[0].image, "qus-fixtures/probe:s390x");
+        assert_eq!(probes[0].args, ["--argv0"]);
+        assert_eq!(probes[0].credentials(), Ok(Some((65534, 65534))));
+        assert_eq!(probes[1].image, "my/probe");
+        assert_eq!(probes[1].credentials(), Ok(Some((1000, 100))));
+        assert_eq!(instances[0].steps[0].label(), "probe s390x");
+        let err = load_err("steps:\n  - probe: { target: aarch64, user: nobody }\n");
+        assert!(err.to_string().contains("`nobody` is not a uid"), "{err}");
+        let err = load_err("steps:\n  - probe: { target: qemu-aarch64 }\n");
+        assert!(err.to_string().contains("has no probe program"), "{err}");
+        let err = load_err("steps:\n  - probe: { args: [x] }\n");
+        assert_eq!(err.kind().code(), "missing-field");
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use span::Position;
 pub(crate) use span::{Mark, Sp};
 pub use step::{
     Action, Bind, BinfmtCheck, Build, BuildExpect, BuildSource, Exec, ExitExpectation, Expect,
-    Matcher, Register, Registrar, Reset, Run, Step,
+    Matcher, NOBODY, Probe, Register, Registrar, Reset, Run, Step, default_probe_image, probe_user,
 };
 pub use tags::{TagExpr, TagExprError, parse_tag_expr};
 pub use validate::{API_VERSION, MAX_INSTANCES};

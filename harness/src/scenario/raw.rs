@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 use super::span::{Sp, Text};
 
 /// The step kinds, in the order the schema and messages list them.
-pub(crate) const STEP_KINDS: &[&str] = &["register", "reset", "binfmt", "run", "build", "exec"];
+pub(crate) const STEP_KINDS: &[&str] = &[
+    "register", "reset", "binfmt", "run", "build", "exec", "probe",
+];
 
 /// A qus conformance scenario (`apiVersion: qus/v1`).
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -177,6 +179,9 @@ pub(crate) enum RawStep {
     Build(Box<RawBuild>),
     /// Run a command directly on the host.
     Exec(Box<RawExec>),
+    /// Run a target's static probe program: in a container of its probe
+    /// image on a container engine, directly on the host on the host runtime.
+    Probe(Box<RawProbe>),
 }
 
 impl RawStep {
@@ -198,6 +203,7 @@ impl RawStep {
             RawStep::Run(s) => common!(s),
             RawStep::Build(s) => common!(s),
             RawStep::Exec(s) => common!(s),
+            RawStep::Probe(s) => common!(s),
         }
     }
 }
@@ -362,6 +368,33 @@ pub(crate) struct RawExec {
     pub command: Option<Sp<Vec<Text>>>,
     /// Extra environment variables.
     pub env: Option<OrderedMap<Text>>,
+    /// Expected outcome (default: exit status 0).
+    pub expect: Option<RawExpect>,
+}
+
+/// `probe`: run a target's static probe program.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "ProbeStep")]
+pub(crate) struct RawProbe {
+    /// Step name shown in reports.
+    pub name: Option<Text>,
+    /// Time limit for this step, such as `30s`.
+    pub timeout: Option<Sp<String>>,
+    /// Re-run the step up to this many more times until it passes.
+    pub retries: Option<u32>,
+    /// QEMU target of the probe, such as `aarch64` (`fixtures/probes/bin/<target>`).
+    #[schemars(required)]
+    pub target: Option<Text>,
+    /// The probe's image on container engines (default `qus-fixtures/probe:<target>`).
+    pub image: Option<Text>,
+    /// Arguments, such as `[--argv0]`.
+    pub args: Option<Vec<Text>>,
+    /// Run a copy of the probe owned by root with mode 4755 (setuid root), as `user`.
+    pub setuid: Option<bool>,
+    /// Run as this user, `uid` or `uid:gid` in numbers (default: the harness's
+    /// user; `65534` with `setuid`).
+    pub user: Option<Text>,
     /// Expected outcome (default: exit status 0).
     pub expect: Option<RawExpect>,
 }

@@ -53,6 +53,7 @@ impl Step {
             Action::Run(r) => r.image.clone(),
             Action::Build(b) => b.tag.clone().unwrap_or_default(),
             Action::Exec(e) => e.command.join(" "),
+            Action::Probe(p) => p.target.clone(),
         };
         let kind = self.action.kind();
         if detail.is_empty() {
@@ -79,6 +80,8 @@ pub enum Action {
     Build(Build),
     /// Run a command on the host.
     Exec(Exec),
+    /// Run a target's probe program.
+    Probe(Probe),
 }
 
 impl Action {
@@ -91,6 +94,7 @@ impl Action {
             Action::Run(_) => "run",
             Action::Build(_) => "build",
             Action::Exec(_) => "exec",
+            Action::Probe(_) => "probe",
         }
     }
 }
@@ -181,6 +185,64 @@ pub struct Run {
     pub user: Option<String>,
     /// Expected outcome.
     pub expect: Expect,
+}
+
+/// `probe`: run a target's static probe program (`fixtures/probes/`), in
+/// its image on container engines, directly on the host runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct Probe {
+    /// The QEMU target (`aarch64`).
+    pub target: String,
+    /// The probe image on container engines.
+    pub image: String,
+    /// Arguments after the program.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Run a root-owned copy with mode 4755 as `user`.
+    pub setuid: bool,
+    /// `uid` or `uid:gid`, checked by [`probe_user`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Expected outcome.
+    pub expect: Expect,
+}
+
+impl Probe {
+    /// The uid and gid the probe runs as: `user`, else `65534` with
+    /// `setuid`, else `None` (the harness's own).
+    pub fn credentials(&self) -> Result<Option<(u32, u32)>, String> {
+        match (&self.user, self.setuid) {
+            (Some(user), _) => probe_user(user).map(Some),
+            (None, true) => Ok(Some((NOBODY, NOBODY))),
+            (None, false) => Ok(None),
+        }
+    }
+}
+
+/// The uid (and gid) `nobody` has on Debian, and in the kernel's overflow.
+pub const NOBODY: u32 = 65534;
+
+/// The image of a target's probe when a `probe` step names none.
+pub fn default_probe_image(target: &str) -> String {
+    format!("qus-fixtures/probe:{target}")
+}
+
+/// Parses `uid` or `uid:gid` (decimal numbers; the gid defaults to the
+/// uid).
+pub fn probe_user(text: &str) -> Result<(u32, u32), String> {
+    let number = |part: &str, what: &str| {
+        part.parse::<u32>()
+            .ok()
+            .filter(|n| *n != u32::MAX)
+            .ok_or_else(|| format!("`{part}` is not a {what} (a decimal number)"))
+    };
+    match text.split_once(':') {
+        Some((uid, gid)) => Ok((number(uid, "uid")?, number(gid, "gid")?)),
+        None => {
+            let uid = number(text, "uid")?;
+            Ok((uid, uid))
+        }
+    }
 }
 
 /// A bind mount.

@@ -194,6 +194,7 @@ pub fn options(jobs: usize) -> RunOptions {
         step_timeout: Duration::from_secs(10),
         keep: false,
         teardown_grace: TEARDOWN_GRACE,
+        sandbox: None,
     }
 }
 
@@ -356,7 +357,9 @@ pub fn check_order(ran: &Ran, planned: usize) {
             Event::RunStarted { .. } | Event::RunFinished { .. } => {
                 panic!("run event in the middle: {}", at())
             }
-            Event::HostStateRestored { .. } => panic!("a restore without a guard: {}", at()),
+            Event::HostStateRestored { .. } | Event::HostStateChecked { .. } => {
+                panic!("a host state report without a guard: {}", at())
+            }
             Event::QemuBaselineRegistered { qemu, .. } => {
                 assert!(
                     qemus.contains(qemu),
