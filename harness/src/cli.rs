@@ -126,7 +126,7 @@ known-differences file that does not load).";
 /// `images` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Build `<repo>:latest`, `:register`, the per-target images and the
+    /// Build `<repo>:latest`, `:binfmt`, `:register`, the per-target images and the
     /// release artifacts from Debian's QEMU package (qemu-user-static up to
     /// QEMU 9.0, qemu-user from 9.1), from the host's APT, a file, or a
     /// Debian suite.

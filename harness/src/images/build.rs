@@ -6,7 +6,7 @@
 //! (`fetch.rs`, `deb.rs`; a transitional `qemu-user-static` is resolved to
 //! its `qemu-user`) → check every emulator is static and for this host
 //! (`emulator.rs`) → compile or take the registrar, and check it → hash
-//! every input → build `register`, `latest` and one image per emulator
+//! every input → build `register`, `latest`, `binfmt` and one image per emulator
 //! (`jobs` at a time, skipping those whose recipe is already built) while
 //! the artifacts are written (the engine and the CPU work in parallel).
 //! Unversioned tags (`latest`, `<to>`, `<from>-<to>`) are moved only when
@@ -44,8 +44,8 @@ use super::registrar::{self, Registrar, RegistrarSource};
 use super::session;
 use super::suite::Suite;
 use super::tags::{
-    is_versioned, latest_tags, register_tags, stays_on_newer, target_tags, validate_repo,
-    validate_tag,
+    binfmt_tags, is_versioned, latest_tags, register_tags, stays_on_newer, target_tags,
+    validate_repo, validate_tag,
 };
 use super::tool::{GIT, Invocation};
 use super::version::{ImageVersion, QemuVersion, Selector, image_version};
@@ -61,6 +61,10 @@ const BUILDER_VERSION: &str = "1";
 
 /// Where the registrar sits in the images.
 const REGISTRAR_PATH: &str = "usr/bin/qus-register";
+
+/// The `binfmt` image's entrypoint: a relative symlink to the registrar,
+/// whose name selects tonistiigi/binfmt's command line.
+const BINFMT_PATH: &str = "usr/bin/binfmt";
 
 /// Bound on one image build (`latest` sends about 370 MB).
 const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
@@ -144,7 +148,7 @@ pub struct BuildReport {
     /// The emulators with their own images and artifacts (every one but
     /// the host's own architecture).
     pub target_emulators: Vec<String>,
-    /// Every image: `register`, `latest`, then one per emulator.
+    /// Every image: `register`, `latest`, `binfmt`, then one per emulator.
     pub images: Vec<BuiltImage>,
     /// The artifacts, `SHA256SUMS` last; empty without an output directory.
     pub artifacts: Vec<PathBuf>,
@@ -309,37 +313,34 @@ async fn build_all(
         revision,
     };
 
-    let mut jobs = vec![
-        plan.register_job(work.path())?,
-        plan.latest_job(work.path(), &in_latest)?,
+    // Jobs in one group run one after the other: `binfmt` after `latest`,
+    // so that the engine's build cache hands it `latest`'s big layer
+    // instead of storing the emulators twice.
+    let mut groups = vec![
+        vec![plan.register_job(work.path())?],
+        vec![
+            plan.latest_job(work.path(), &in_latest)?,
+            plan.binfmt_job(work.path(), &in_latest)?,
+        ],
     ];
-    jobs.extend(own_images.iter().map(|e| plan.target_job(e)));
+    groups.extend(own_images.iter().map(|e| vec![plan.target_job(e)]));
     // Images keep the engine busy, artifacts the CPU: do both at once.
-    let images = futures_util::stream::iter(jobs)
-        .map(|job| {
+    let images = futures_util::stream::iter(groups)
+        .map(|group| {
             let engine = Arc::clone(&engine);
             let version = &version;
+            let building = &building;
             async move {
-                let ImageJob {
-                    tags,
-                    recipe,
-                    spec,
-                    versioned,
-                } = job;
-                let (tags, kept) = if versioned {
-                    keep_newer_tags(&engine, tags, version, &building).await?
-                } else {
-                    (tags, Vec::new())
-                };
-                let image = engine
-                    .ensure(&tags, &recipe, options.force, progress, || async {
-                        spec.into_spec().await
-                    })
-                    .await?;
-                Ok::<_, ImageBuildError>((image, kept))
+                let mut done = Vec::with_capacity(group.len());
+                for job in group {
+                    done.push(run_job(&engine, job, version, building, options, progress).await?);
+                }
+                Ok::<_, ImageBuildError>(done)
             }
         })
         .buffered(options.jobs)
+        .map_ok(|done| futures_util::stream::iter(done.into_iter().map(Ok)))
+        .try_flatten()
         .try_collect::<Vec<(BuiltImage, Vec<(String, String)>)>>();
     let artifacts = async {
         match &options.output_dir {
@@ -365,6 +366,35 @@ async fn build_all(
         artifacts,
         kept_newer,
     })
+}
+
+/// Makes sure one job's image exists under its tags; returns it with the
+/// unversioned tags left on a newer version.
+async fn run_job(
+    engine: &Engine,
+    job: ImageJob,
+    version: &str,
+    building: &ImageVersion,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<(BuiltImage, Vec<(String, String)>), ImageBuildError> {
+    let ImageJob {
+        tags,
+        recipe,
+        spec,
+        versioned,
+    } = job;
+    let (tags, kept) = if versioned {
+        keep_newer_tags(engine, tags, version, building).await?
+    } else {
+        (tags, Vec::new())
+    };
+    let image = engine
+        .ensure(&tags, &recipe, options.force, progress, || async {
+            spec.into_spec().await
+        })
+        .await?;
+    Ok((image, kept))
 }
 
 /// `tags` without the unversioned ones whose image is of a newer version
@@ -798,6 +828,56 @@ impl Plan<'_> {
         })
     }
 
+    /// `binfmt`: `latest`'s content, entered as tonistiigi/binfmt's
+    /// command line through the `usr/bin/binfmt` symlink.
+    fn binfmt_job(
+        &self,
+        work: &Path,
+        emulators: &[&Emulator],
+    ) -> Result<ImageJob, ImageBuildError> {
+        let context = work.join("context-binfmt");
+        write_binfmt_context(&context, self.registrar, emulators)?;
+        let mut labels = self.content_labels(
+            "binfmt",
+            &format!(
+                "qus-register as tonistiigi/binfmt's command line (entrypoint /usr/bin/binfmt, \
+                 for docker/setup-qemu-action's image input) with the QEMU user-mode emulators \
+                 of Debian's {} {} for {} foreign targets",
+                self.package,
+                self.qemu_version,
+                emulators.len()
+            ),
+            &format!("{QUS_LICENSE} AND {QEMU_LICENSE}"),
+        );
+        labels.insert(
+            LABEL_REGISTRAR_VERSION.to_owned(),
+            self.registrar.version.clone(),
+        );
+        let mut files = vec![
+            (REGISTRAR_PATH.to_owned(), self.registrar.sha256.as_str()),
+            (BINFMT_PATH.to_owned(), "symlink:qus-register"),
+        ];
+        files.extend(emulators.iter().map(|e| {
+            (
+                format!("usr/bin/{}", e.file_name()),
+                self.hashes[&e.name].as_str(),
+            )
+        }));
+        let (recipe, spec) = self.spec(
+            "binfmt",
+            containerfile::BINFMT,
+            &files,
+            labels,
+            crate::runtime::BuildContext::Dir(context),
+        );
+        Ok(ImageJob {
+            tags: binfmt_tags(self.repo, self.version),
+            recipe,
+            spec: PendingSpec::Ready(spec),
+            versioned: true,
+        })
+    }
+
     /// One emulator's image.
     fn target_job(&self, emulator: &Emulator) -> ImageJob {
         let labels = self.content_labels(
@@ -863,6 +943,21 @@ fn write_registrar_context(
     std::os::unix::fs::symlink(REGISTRAR_PATH, &symlink)
         .map_err(ImageBuildError::io("create symlink", &symlink))?;
     Ok(())
+}
+
+/// `binfmt`'s context: `latest`'s under `rootfs/`, and
+/// `binfmt/usr/bin/binfmt` → `qus-register`.
+fn write_binfmt_context(
+    dir: &Path,
+    registrar: &Registrar,
+    emulators: &[&Emulator],
+) -> Result<(), ImageBuildError> {
+    write_registrar_context(dir, containerfile::BINFMT, registrar, emulators)?;
+    let bin = dir.join("binfmt/usr/bin");
+    std::fs::create_dir_all(&bin).map_err(ImageBuildError::io("create directory", &bin))?;
+    let link = dir.join("binfmt").join(BINFMT_PATH);
+    std::os::unix::fs::symlink("qus-register", &link)
+        .map_err(ImageBuildError::io("create symlink", &link))
 }
 
 #[cfg(test)]
@@ -970,6 +1065,30 @@ mod tests {
         assert_eq!(
             std::fs::read(dir.join("rootfs/usr/bin/qemu-aarch64-static")).unwrap(),
             b"emu"
+        );
+
+        // `binfmt`: the same `rootfs/`, plus the relative entrypoint link.
+        let binfmt = work.path().join("binfmt");
+        write_binfmt_context(&binfmt, &registrar, &[&emulator]).unwrap();
+        assert_eq!(
+            std::fs::read_link(binfmt.join("binfmt/usr/bin/binfmt")).unwrap(),
+            Path::new("qus-register")
+        );
+        let files = |root: &Path| {
+            let mut all = Vec::new();
+            for entry in [
+                "register",
+                "usr/bin/qus-register",
+                "usr/bin/qemu-aarch64-static",
+            ] {
+                all.push(std::fs::read(root.join(entry)).unwrap());
+            }
+            all
+        };
+        assert_eq!(files(&dir.join("rootfs")), files(&binfmt.join("rootfs")));
+        assert_eq!(
+            std::fs::read_to_string(binfmt.join("Containerfile")).unwrap(),
+            containerfile::BINFMT
         );
     }
 }

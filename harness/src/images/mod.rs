@@ -6,7 +6,8 @@
 //!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
 //!   host's APT, a file, or a Debian [`Suite`] through a private APT
 //!   directory) and a static `qus-register` (`<repo>:latest`, `:<version>`,
-//!   `:register`, and four tags per emulator), plus the release artifacts
+//!   `:binfmt`, `:binfmt-<version>`, `:register`, and four tags per
+//!   emulator), plus the release artifacts
 //!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
 //!   several QEMU versions live side by side in one repository, `latest`
 //!   on the newest ([`qemu_version_matches`] and [`compare_image_versions`]
@@ -91,7 +92,7 @@ pub use probes::{ProbeRow, read_probe_table};
 pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOutcome};
 pub use registrar::RegistrarSource;
 pub use suite::{ParseSuiteError, Suite};
-pub use tags::{latest_tags, register_tags, target_tags};
+pub use tags::{binfmt_tags, latest_tags, register_tags, target_tags};
 pub use version::{
     ImageVersion, QemuVersion, compare_image_versions, image_version, qemu_version_matches,
 };
