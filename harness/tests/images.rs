@@ -304,6 +304,8 @@ fn step_name(step: &Step) -> String {
         Step::Rootfs { arch, .. } => format!("rootfs {arch}"),
         Step::VendorCrates { .. } => "vendor crates".into(),
         Step::CrossCompile { machine, .. } => format!("cross-compile {machine}"),
+        Step::ExportImage { image, .. } => format!("export {image}"),
+        Step::PushTag { reference } => format!("push {reference}"),
     }
 }
 

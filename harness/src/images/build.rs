@@ -27,17 +27,19 @@ use qus_registrar::targets;
 
 use super::artifacts::{self, ArtifactInput};
 use super::containerfile;
+use super::cross::{CrossOptions, cross_registrar};
 use super::deb::{self, DebSource, Emulator, Layout, QEMU_USER};
 use super::emulator::{self, Origin};
 use super::engine::{BuiltImage, Engine, ImageEngine};
 use super::error::ImageBuildError;
 use super::fetch::Fetcher;
+use super::host::{self, BuildHost};
 use super::labels::{
     LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
     LABEL_REVISION, LABEL_SOURCE, LABEL_TITLE, LABEL_VERSION, QEMU_LICENSE, QUS_LICENSE,
     SOURCE_URL, build_time, rfc3339,
 };
-use super::paths::default_cache_dir;
+use super::paths::{default_cache_dir, workspace_root};
 use super::progress::{Progress, Step, StepOutcome, StepTimer};
 use super::recipe::{Recipe, sha256_file};
 use super::registrar::{self, Registrar, RegistrarSource};
@@ -79,6 +81,13 @@ pub struct BuildOptions {
     /// The cache directory: suites' private APT directories live in its
     /// `apt/` (default `$QUS_CACHE_DIR`, else `/var/cache/qus`).
     pub cache_dir: PathBuf,
+    /// The host CPU the images are for, as QEMU or Debian names it
+    /// (`aarch64`, `arm64`); `None` is this machine's. Another host's images
+    /// go to `<repo>-<host>`, with the registrar cross-compiled for it
+    /// (unless [`BuildOptions::registrar`] is a file for it) and Debian's
+    /// package for its architecture from a suite (this host's release's by
+    /// default), for its platform (`linux/arm64`).
+    pub host_arch: Option<String>,
     /// The registrar binary.
     pub registrar: RegistrarSource,
     /// qus's release number of this QEMU version: the `1` of `7.2.0-1`.
@@ -109,6 +118,7 @@ impl Default for BuildOptions {
             repo: DEFAULT_REPO.to_owned(),
             deb: DebSource::default(),
             cache_dir: default_cache_dir(),
+            host_arch: None,
             registrar: RegistrarSource::default(),
             release: 1,
             output_dir: None,
@@ -139,8 +149,13 @@ pub struct BuildReport {
     pub qemu_version: String,
     /// The image version in tags (`11.1.3-1`).
     pub version: String,
-    /// The host architecture: `<from>` in tags (`x86_64`).
+    /// The host architecture: `<from>` in tags (`x86_64`, `aarch64`).
     pub host_arch: String,
+    /// The repository the images are tagged in: the one asked for, or
+    /// `<repo>-<host>` for another host than this machine.
+    pub repo: String,
+    /// The platform the images record (`linux/arm64`).
+    pub platform: Option<String>,
     /// `qus-register --version`.
     pub registrar_version: String,
     /// The emulators in `latest` (every one outside the host's family).
@@ -173,10 +188,49 @@ pub fn build(
     progress: &dyn Progress,
 ) -> Result<BuildReport, ImageBuildError> {
     validate(options)?;
-    let machine = HostFacts::read(None).machine;
+    let running = HostFacts::read(None).machine;
+    let host = host::resolve(
+        options.host_arch.as_deref(),
+        &options.registrar,
+        &options.repo,
+        &running,
+    )?;
+    let deb = host::deb_source(&options.deb, &host, Suite::of_host(Path::new("/")))?;
+    // Another host's registrar is cross-compiled first (its own engine
+    // session), or found in the cache.
+    let registrar = match &options.registrar {
+        RegistrarSource::Workspace(workspace) if host.is_foreign() => {
+            cross_for(&host, workspace, options, progress)?
+        }
+        RegistrarSource::Cross { .. } => cross_for(&host, &workspace_root(), options, progress)?,
+        other => other.clone(),
+    };
+    let resolved = BuildOptions {
+        deb,
+        registrar,
+        ..options.clone()
+    };
     session::run(&options.engine, options.handle_ctrl_c, |engine| {
-        build_all(engine, options, machine, progress)
+        build_all(engine, &resolved, &options.registrar, host, progress)
     })
+}
+
+/// The registrar for another host, cross-compiled from `workspace` (or
+/// from the cache), as a file.
+fn cross_for(
+    host: &BuildHost,
+    workspace: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<RegistrarSource, ImageBuildError> {
+    let cross = CrossOptions {
+        workspace: workspace.to_owned(),
+        cache_dir: options.cache_dir.clone(),
+        engine: options.engine.clone(),
+        handle_ctrl_c: options.handle_ctrl_c,
+        ..CrossOptions::default()
+    };
+    cross_registrar(&host.machine, &cross, progress).map(RegistrarSource::File)
 }
 
 /// Checks what can be checked without I/O.
@@ -187,9 +241,6 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
         reason,
     };
     validate_repo(&options.repo).map_err(|r| invalid("repository name", &options.repo, r))?;
-    if let RegistrarSource::Cross { machine } = &options.registrar {
-        return Err(registrar::not_for_images(machine));
-    }
     if options.release == 0 {
         return Err(invalid("release", "0", "releases start at 1".into()));
     }
@@ -210,12 +261,17 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
     Ok(())
 }
 
+/// The build once the host is known; `options` has the package source
+/// and registrar resolved for it (`asked` is the registrar source asked
+/// for, whose workspace names the images' revision).
 async fn build_all(
     engine: Arc<Engine>,
     options: &BuildOptions,
-    machine: String,
+    asked: &RegistrarSource,
+    host: BuildHost,
     progress: &dyn Progress,
 ) -> Result<BuildReport, ImageBuildError> {
+    let machine = host.machine.clone();
     let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent, "qus-images")?;
 
@@ -279,7 +335,7 @@ async fn build_all(
         reason,
     })?;
 
-    let registrar = obtain_registrar(&options.registrar, &machine, progress).await?;
+    let registrar = obtain_registrar(&options.registrar, &host, progress).await?;
 
     let family = targets::host_family(&machine);
     let in_latest: Vec<&Emulator> = unpacked
@@ -298,12 +354,13 @@ async fn build_all(
 
     let revision = match &options.revision {
         Some(revision) => revision.clone(),
-        None => source_revision(&options.registrar).await,
+        None => source_revision(asked).await,
     };
     let building: ImageVersion = version.parse()?;
     let plan = Plan {
-        repo: &options.repo,
+        repo: &host.repo,
         machine: &machine,
+        platform: host.platform.as_deref(),
         version: &version,
         package: &unpacked.package,
         qemu_version: &unpacked.version,
@@ -330,10 +387,13 @@ async fn build_all(
             let engine = Arc::clone(&engine);
             let version = &version;
             let building = &building;
+            let plan = &plan;
             async move {
                 let mut done = Vec::with_capacity(group.len());
                 for job in group {
-                    done.push(run_job(&engine, job, version, building, options, progress).await?);
+                    done.push(
+                        run_job(&engine, job, version, building, options, plan, progress).await?,
+                    );
                 }
                 Ok::<_, ImageBuildError>(done)
             }
@@ -359,6 +419,8 @@ async fn build_all(
         qemu_version: qemu.to_string(),
         version,
         host_arch: machine.clone(),
+        repo: host.repo.clone(),
+        platform: host.platform.clone(),
         registrar_version: registrar.version.clone(),
         latest_emulators: in_latest.iter().map(|e| e.name.clone()).collect(),
         target_emulators: own_images.iter().map(|e| e.name.clone()).collect(),
@@ -376,6 +438,7 @@ async fn run_job(
     version: &str,
     building: &ImageVersion,
     options: &BuildOptions,
+    plan: &Plan<'_>,
     progress: &dyn Progress,
 ) -> Result<(BuiltImage, Vec<(String, String)>), ImageBuildError> {
     let ImageJob {
@@ -394,7 +457,32 @@ async fn run_job(
             spec.into_spec().await
         })
         .await?;
+    // The classic builder's cache ignores the platform: an image whose
+    // steps it found cached would keep the platform it was first built
+    // for. Every host's files differ, so this should never fire; it is
+    // checked because a wrong platform breaks the multi-platform names.
+    if let Some(wanted) = plan.platform {
+        let primary = &image.tags[0];
+        let actual = engine
+            .inspect(primary)
+            .await?
+            .map(|info| info.platform)
+            .unwrap_or_default();
+        if !same_platform(&actual, wanted) {
+            return Err(ImageBuildError::WrongPlatform {
+                tag: primary.clone(),
+                expected: wanted.to_owned(),
+                actual,
+            });
+        }
+    }
     Ok((image, kept))
+}
+
+/// Whether `actual` (`linux/arm64/v8`) is the platform `wanted`
+/// (`linux/arm64`) names: the same OS and architecture.
+fn same_platform(actual: &str, wanted: &str) -> bool {
+    actual.split('/').take(2).eq(wanted.split('/').take(2))
 }
 
 /// `tags` without the unversioned ones whose image is of a newer version
@@ -450,6 +538,7 @@ async fn check_emulators(
         Step::CheckEmulators {
             package: unpacked.package.clone(),
             count: unpacked.emulators.len(),
+            machine: machine.to_owned(),
         },
     );
     let (emulators, machine) = (unpacked.emulators.clone(), machine.to_owned());
@@ -499,12 +588,18 @@ async fn unpack_for_host(
 /// Compiles or takes the registrar, then checks it.
 async fn obtain_registrar(
     source: &RegistrarSource,
-    machine: &str,
+    host: &BuildHost,
     progress: &dyn Progress,
 ) -> Result<Registrar, ImageBuildError> {
+    let machine = host.machine.as_str();
     let path = match source {
         RegistrarSource::File(path) => path.clone(),
-        RegistrarSource::Cross { machine } => return Err(registrar::not_for_images(machine)),
+        // `build` turns a cross source, and the workspace for another
+        // host, into the cross-compiled file.
+        RegistrarSource::Cross { .. } => return Err(unresolved(source, machine)),
+        RegistrarSource::Workspace(_) if host.is_foreign() => {
+            return Err(unresolved(source, machine));
+        }
         RegistrarSource::Workspace(workspace) => {
             let timer = StepTimer::start(
                 progress,
@@ -516,7 +611,15 @@ async fn obtain_registrar(
         }
     };
     let timer = StepTimer::start(progress, Step::CheckRegistrar { path: path.clone() });
-    timer.done(registrar::load(&path, machine).await)
+    timer.done(registrar::load(&path, machine, &host.running).await)
+}
+
+fn unresolved(source: &RegistrarSource, machine: &str) -> ImageBuildError {
+    ImageBuildError::InvalidOption {
+        what: "registrar source",
+        value: format!("{source:?}"),
+        reason: format!("a registrar for `{machine}` is cross-compiled or given as a file"),
+    }
 }
 
 /// Whether emulator `name` runs binaries of the host's own family, which
@@ -568,12 +671,14 @@ async fn hash_emulators(
 /// `git rev-parse HEAD` in the workspace the registrar is compiled from;
 /// `unknown` when there is no such workspace or git cannot tell.
 async fn source_revision(source: &RegistrarSource) -> String {
-    let RegistrarSource::Workspace(workspace) = source else {
-        return "unknown".to_owned();
+    let workspace = match source {
+        RegistrarSource::Workspace(workspace) => workspace.clone(),
+        RegistrarSource::Cross { .. } => workspace_root(),
+        RegistrarSource::File(_) => return "unknown".to_owned(),
     };
     let output = Invocation::new(GIT)
         .args(["rev-parse", "HEAD"])
-        .current_dir(workspace)
+        .current_dir(&workspace)
         .timeout(Duration::from_secs(30))
         .output()
         .await;
@@ -647,6 +752,8 @@ async fn write_artifacts(
 struct Plan<'a> {
     repo: &'a str,
     machine: &'a str,
+    /// The platform every image records (`linux/arm64`).
+    platform: Option<&'a str>,
     version: &'a str,
     /// The package the emulators came from (`qemu-user`).
     package: &'a str,
@@ -733,7 +840,8 @@ impl Plan<'_> {
     ) -> (String, BuildSpec) {
         let mut recipe = Recipe::new(&format!("qus-images/{kind}"))
             .field("builder", BUILDER_VERSION)
-            .field("containerfile", containerfile);
+            .field("containerfile", containerfile)
+            .field("platform", self.platform.unwrap_or(""));
         let mut files = files.to_vec();
         files.sort();
         for (path, sha) in files {
@@ -743,6 +851,9 @@ impl Plan<'_> {
             recipe = recipe.field(&format!("label:{key}"), value);
         }
         let mut spec = BuildSpec::new(context, String::new()).with_timeout(IMAGE_BUILD_TIMEOUT);
+        if let Some(platform) = self.platform {
+            spec = spec.with_platform(platform);
+        }
         spec.labels = labels;
         let spec = spec
             .with_label(LABEL_CREATED, &self.created)

@@ -1,6 +1,6 @@
 //! Building the images qus ships and the fixtures its scenarios use.
 //!
-//! Three entry points, all blocking (each runs its own tokio runtime):
+//! Four entry points, all blocking (each runs its own tokio runtime):
 //!
 //! - [`build`]: the registrar images from Debian's QEMU package
 //!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
@@ -48,9 +48,12 @@ mod error;
 mod fetch;
 mod fixtures;
 mod handler;
+mod host;
+mod index;
 mod labels;
 mod listing;
 mod mirror;
+mod oci;
 mod paths;
 mod probes;
 mod progress;
@@ -80,6 +83,7 @@ pub use fixtures::{
     DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, Flavor, RootfsReport,
     WORKLOAD_PACKAGES, fixtures,
 };
+pub use index::{IndexHost, IndexOptions, IndexReport, PushedTag, index};
 pub use labels::{
     LABEL_CREATED, LABEL_DEBIAN_ARCH, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_TARGET,
     LABEL_QEMU_VERSION, LABEL_RECIPE, LABEL_REGISTRAR_VERSION, LABEL_REVISION, LABEL_SOURCE,
