@@ -235,12 +235,20 @@ async fn index_all(
     }
     let mut multi: BTreeMap<&str, Vec<&Image>> = BTreeMap::new();
     let mut tags: BTreeMap<String, Descriptor> = BTreeMap::new();
+    // Every blob a tag's push uploads or links: its manifests', configs'
+    // and layers'.
+    let mut blobs: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for f in &found {
         let image = &exported[&f.id].1;
         if names_host(&f.tag, &f.machine) {
             tags.insert(f.tag.clone(), image.manifest.clone());
+            blobs.insert(f.tag.clone(), image.blobs.clone());
         } else {
             multi.entry(&f.tag).or_default().push(image);
+            blobs
+                .entry(f.tag.clone())
+                .or_default()
+                .extend(image.blobs.iter().cloned());
         }
     }
     let mut platforms: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -253,43 +261,93 @@ async fn index_all(
                 reason: format!("tag `{tag}` has two images for one platform: {names:?}"),
             });
         }
-        tags.insert((*tag).to_owned(), merged.write_index(images)?);
+        let descriptor = merged.write_index(images)?;
+        if let Some(list) = blobs.get_mut(*tag) {
+            list.push(descriptor.digest.clone());
+        }
+        tags.insert((*tag).to_owned(), descriptor);
         platforms.insert((*tag).to_owned(), names);
     }
     merged.write_tags(&tags)?;
 
-    // 3. Push every tag and read it back.
+    // 3. Push every tag and read it back. Tags that share a blob are pushed
+    // one after the other: Debian's registry (distribution 2.8) writes its
+    // link files in place, and a read racing a second write of the same
+    // link fails ("invalid checksum digest format").
     let tls = options
         .tls_verify
         .unwrap_or_else(|| !is_loopback(&options.destination));
-    let pushed: Vec<PushedTag> = futures_util::stream::iter(tags.iter())
-        .map(|(tag, descriptor)| {
-            let reference = format!("{}:{tag}", options.destination);
-            let platforms = platforms.get(tag).cloned().unwrap_or_else(|| {
-                let host = found
-                    .iter()
-                    .find(|f| &f.tag == tag)
-                    .map(|f| &exported[&f.id].1);
-                host.map(|i| vec![i.platform.to_string()])
-                    .unwrap_or_default()
-            });
-            let merged = &merged;
+    let groups = share_blobs(&blobs);
+    let pushed: Vec<Vec<PushedTag>> = futures_util::stream::iter(groups)
+        .map(|group| {
+            let (merged, tags, platforms, found, exported) =
+                (&merged, &tags, &platforms, &found, &exported);
             async move {
-                push(merged, tag, &reference, descriptor, tls, progress).await?;
-                Ok::<_, ImageBuildError>(PushedTag {
-                    reference,
-                    digest: descriptor.digest.clone(),
-                    is_index: descriptor.media_type == super::oci::INDEX,
-                    platforms,
-                })
+                let mut done = Vec::with_capacity(group.len());
+                for tag in group {
+                    let descriptor = &tags[&tag];
+                    let reference = format!("{}:{tag}", options.destination);
+                    let platforms = platforms.get(&tag).cloned().unwrap_or_else(|| {
+                        let host = found
+                            .iter()
+                            .find(|f| f.tag == tag)
+                            .map(|f| &exported[&f.id].1);
+                        host.map(|i| vec![i.platform.to_string()])
+                            .unwrap_or_default()
+                    });
+                    push(merged, &tag, &reference, descriptor, tls, progress).await?;
+                    done.push(PushedTag {
+                        reference,
+                        digest: descriptor.digest.clone(),
+                        is_index: descriptor.media_type == super::oci::INDEX,
+                        platforms,
+                    });
+                }
+                Ok::<_, ImageBuildError>(done)
             }
         })
-        .buffered(options.jobs)
+        .buffer_unordered(options.jobs)
         .try_collect()
         .await?;
+    let mut pushed: Vec<PushedTag> = pushed.into_iter().flatten().collect();
+    pushed.sort_by(|a, b| a.reference.cmp(&b.reference));
 
     prune_cache(&engine, &cache).await;
     Ok(IndexReport { hosts, pushed })
+}
+
+/// `blobs`' tags in groups, each holding every tag that shares a blob with
+/// another of the group (transitively); groups and their tags sorted.
+pub(crate) fn share_blobs(blobs: &BTreeMap<String, Vec<String>>) -> Vec<Vec<String>> {
+    let tags: Vec<&String> = blobs.keys().collect();
+    let mut parent: Vec<usize> = (0..tags.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut owner: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, tag) in tags.iter().enumerate() {
+        for blob in &blobs[*tag] {
+            match owner.get(blob.as_str()) {
+                Some(&j) => {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    parent[a.max(b)] = a.min(b);
+                }
+                None => {
+                    owner.insert(blob, i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for i in 0..tags.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(tags[i].clone());
+    }
+    groups.into_values().collect()
 }
 
 /// Every tag of every host's repository, with its image; the hosts found.
@@ -483,6 +541,24 @@ async fn prune_cache(engine: &Engine, cache: &Path) {
 mod tests {
     use super::*;
     use crate::images::tags::{binfmt_tags, latest_tags, register_tags, target_tags};
+
+    #[test]
+    fn tags_sharing_a_blob_are_pushed_in_one_group() {
+        let blobs: BTreeMap<String, Vec<String>> = [
+            ("a", vec!["1", "2"]),
+            ("b", vec!["3"]),
+            ("c", vec!["2", "4"]),
+            ("d", vec!["4"]),
+            ("e", vec!["5"]),
+        ]
+        .into_iter()
+        .map(|(t, b)| (t.to_owned(), b.into_iter().map(str::to_owned).collect()))
+        .collect();
+        assert_eq!(
+            share_blobs(&blobs),
+            [vec!["a", "c", "d"], vec!["b"], vec!["e"]]
+        );
+    }
 
     #[test]
     fn loopback_registries_are_plain_http() {
