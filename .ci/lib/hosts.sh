@@ -76,7 +76,11 @@ hosts_images() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         docker-registry skopeo curl file >/dev/null
 
-    "$harness" images build --host-arch aarch64 --output "$out/artifacts"
+    # The aarch64 host's QEMU comes from this Debian release's suite; on
+    # another distribution (GitHub's Ubuntu runners) from bookworm's.
+    local suite=()
+    grep -q '^ID=debian$' /etc/os-release || suite=(--suite bookworm)
+    "$harness" images build --host-arch aarch64 "${suite[@]}" --output "$out/artifacts"
     (cd "$out/artifacts" && sha256sum -c --quiet SHA256SUMS)
     scratch=$(mktemp -d /tmp/qus-hosts.XXXXXX)
     tar -xzf "$out/artifacts/aarch64_qemu-x86_64-static.tar.gz" -C "$scratch"
