@@ -343,9 +343,9 @@ pub(crate) fn share_blobs(blobs: &BTreeMap<String, Vec<String>>) -> Vec<Vec<Stri
         }
     }
     let mut groups: BTreeMap<usize, Vec<String>> = BTreeMap::new();
-    for i in 0..tags.len() {
+    for (i, tag) in tags.iter().enumerate() {
         let r = root(&mut parent, i);
-        groups.entry(r).or_default().push(tags[i].clone());
+        groups.entry(r).or_default().push((*tag).clone());
     }
     groups.into_values().collect()
 }

@@ -8,7 +8,11 @@
 //!   directory) and a static `qus-register` (`<repo>:latest`, `:<version>`,
 //!   `:binfmt`, `:binfmt-<version>`, `:register`, and four tags per
 //!   emulator), plus the release artifacts
-//!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
+//!   (`<from>_qemu-<to>-static.tar.gz`, and on x86_64 `qemu-<to>-static`
+//!   and `qemu-<to>-static.tar.gz`; one `SHA256SUMS`), for this host or,
+//!   with [`BuildOptions::host_arch`], another (`<repo>-<cpu>`, its
+//!   platform, a cross-compiled registrar, Debian's package for its
+//!   architecture);
 //!   several QEMU versions live side by side in one repository, `latest`
 //!   on the newest ([`qemu_version_matches`] and [`compare_image_versions`]
 //!   let callers pick among them);
@@ -19,7 +23,9 @@
 //!   (`qus-fixtures/probe:<target>`);
 //! - [`cross_registrars`]: static `qus-register` binaries for other CPUs,
 //!   compiled in Debian builder images (`qus-builders/rust-cross:<suite>-<arch>`)
-//!   and cached by recipe, for the images of other hosts.
+//!   and cached by recipe, for the images of other hosts;
+//! - [`index`]: every host's images pushed to a registry as one name, the
+//!   tags several hosts have as OCI image indexes (with skopeo).
 //!
 //! All are idempotent: every image carries a recipe label (a hash of its
 //! inputs) and is skipped when its tags already name an image with that
