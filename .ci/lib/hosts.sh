@@ -71,7 +71,9 @@ hosts_check_file() {
 
 hosts_images() {
     local harness=$1 out=$2
-    local repo=qus/qemu-user-static address=127.0.0.1:5000
+    # QUS_REPO (the harness reads it too) and QUS_HOSTS_REGISTRY let a
+    # developer try this beside the gate's own images and registry.
+    local repo=${QUS_REPO:-qus/qemu-user-static} address=${QUS_HOSTS_REGISTRY:-127.0.0.1:5000}
     local destination=$address/$repo scratch status=0
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
         docker-registry skopeo curl file >/dev/null
@@ -80,7 +82,7 @@ hosts_images() {
     # another distribution (GitHub's Ubuntu runners) from bookworm's.
     local suite=()
     grep -q '^ID=debian$' /etc/os-release || suite=(--suite bookworm)
-    "$harness" images build --host-arch aarch64 "${suite[@]}" --output "$out/artifacts"
+    "$harness" images build --repo "$repo" --host-arch aarch64 "${suite[@]}" --output "$out/artifacts"
     (cd "$out/artifacts" && sha256sum -c --quiet SHA256SUMS)
     scratch=$(mktemp -d /tmp/qus-hosts.XXXXXX)
     tar -xzf "$out/artifacts/aarch64_qemu-x86_64-static.tar.gz" -C "$scratch"
