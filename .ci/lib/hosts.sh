@@ -31,6 +31,12 @@ hosts_stop_registry() {
 # (127.0.0.1:5000), in the background; waits for it to answer.
 hosts_start_registry() {
     local address=$1 i
+    # Debian's package starts its own service on :5000 where an init system
+    # runs it (with htpasswd auth): that one cannot be pushed to.
+    if curl -sS -o /dev/null "http://$address/v2/" 2>/dev/null; then
+        echo "error: \`$address\` is already in use (Debian's docker-registry service? \`service docker-registry stop\`, or set QUS_HOSTS_REGISTRY)" >&2
+        return 1
+    fi
     hosts_registry_dir=$(mktemp -d /tmp/qus-registry.XXXXXX)
     cat > "$hosts_registry_dir/config.yml" <<EOF
 version: 0.1
@@ -47,6 +53,9 @@ EOF
     docker-registry serve "$hosts_registry_dir/config.yml" >"$hosts_registry_dir/registry.log" 2>&1 &
     hosts_registry_pid=$!
     for i in $(seq 50); do
+        if ! kill -0 "$hosts_registry_pid" 2>/dev/null; then
+            break
+        fi
         if curl -fsS "http://$address/v2/" >/dev/null 2>&1; then
             echo "docker-registry on $address (pid $hosts_registry_pid)"
             return 0
