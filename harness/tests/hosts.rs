@@ -648,10 +648,13 @@ fn index_resolves_each_platform_to_its_hosts_image() -> Result<(), Failed> {
     let address = start_registry()?;
     let destination = format!("{address}/{REPO}");
     let started = Instant::now();
+    // Its exported layouts die with the trial (the images do at the end).
+    let oci_cache = tempfile::tempdir()?;
     let report: IndexReport = images::index(
         &IndexOptions {
             repo: REPO.to_owned(),
             destination: destination.clone(),
+            cache_dir: oci_cache.path().to_owned(),
             ..IndexOptions::default()
         },
         &|_: &ImagesEvent| {},
