@@ -74,6 +74,7 @@ pub fn main(cli: Cli) -> u8 {
         Command::Internal(InternalCommand::ViewExec(args)) => {
             crate::sandbox::view_exec(&args.scratch, &args.emulators, &args.command)
         }
+        Command::Images(ImagesCommand::Index(args)) => images_index(&args),
     }
 }
 
@@ -774,8 +775,12 @@ fn describe(step: &crate::images::Step) -> String {
             text
         }
         Step::UnpackDeb { path } => format!("unpack {}", path.display()),
-        Step::CheckEmulators { package, count } => {
-            format!("check the {count} emulators of {package} are static and for this CPU")
+        Step::CheckEmulators {
+            package,
+            count,
+            machine,
+        } => {
+            format!("check the {count} emulators of {package} are static and for {machine}")
         }
         Step::CompileRegistrar { workspace } => {
             format!("compile a static qus-register in {}", workspace.display())
@@ -789,6 +794,10 @@ fn describe(step: &crate::images::Step) -> String {
         Step::VendorCrates { workspace } => {
             format!("cargo vendor the crates of {}", workspace.display())
         }
+        Step::ExportImage { image, layout } => {
+            format!("export {image} (OCI layout {})", layout.display())
+        }
+        Step::PushTag { reference } => format!("push {reference}"),
         Step::CrossCompile { machine, binary } => {
             format!(
                 "cross-compile qus-register for {machine} ({})",
@@ -811,6 +820,7 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
             },
         },
         output_dir: args.output.clone(),
+        host_arch: args.host_arch.clone(),
         force: args.force,
         release: args.release,
         engine: image_engine(args.engine),
@@ -823,7 +833,7 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
     match crate::images::build(&options, &images_progress) {
         Ok(report) => {
             say!(
-                "{} {}{} (QEMU {}, images {}), qus-register {}, host {}",
+                "{} {}{} (QEMU {}, images {}), qus-register {}, host {}{} in {}",
                 report.package,
                 report.debian_version,
                 report
@@ -833,7 +843,13 @@ fn images_build(args: &ImagesBuildArgs) -> u8 {
                 report.qemu_version,
                 report.version,
                 report.registrar_version,
-                report.host_arch
+                report.host_arch,
+                report
+                    .platform
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default(),
+                report.repo
             );
             print_images(&report.images);
             // One line per newer version holding unversioned tags.
@@ -1003,6 +1019,54 @@ fn images_registrar(args: &crate::cli::ImagesRegistrarArgs) -> u8 {
         );
     }
     exit::OK
+}
+
+fn images_index(args: &crate::cli::ImagesIndexArgs) -> u8 {
+    let options = crate::images::IndexOptions {
+        repo: args.repo.clone(),
+        destination: args.to.clone(),
+        handle_ctrl_c: true,
+        ..crate::images::IndexOptions::default()
+    };
+    match crate::images::index(&options, &images_progress) {
+        Ok(report) => {
+            for host in &report.hosts {
+                say!(
+                    "host      {} ({}): {} tags in {}",
+                    host.machine,
+                    host.platform,
+                    host.tags,
+                    host.repo
+                );
+            }
+            for tag in &report.pushed {
+                say!(
+                    "{}  {} {} {}",
+                    if tag.is_index { "index" } else { "image" },
+                    tag.reference,
+                    tag.digest,
+                    tag.platforms.join(",")
+                );
+            }
+            let indexes = report.pushed.iter().filter(|t| t.is_index).count();
+            say!(
+                "{} tags pushed: {indexes} image indexes, {} single-platform images",
+                report.pushed.len(),
+                report.pushed.len() - indexes
+            );
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            if e.is_usage() {
+                exit::USAGE
+            } else if e.is_environment() {
+                exit::ENVIRONMENT
+            } else {
+                exit::FAILED
+            }
+        }
+    }
 }
 
 fn print_images(images: &[crate::images::BuiltImage]) {

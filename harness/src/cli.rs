@@ -164,7 +164,7 @@ known-differences file that does not load).";
 /// `images` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum ImagesCommand {
-    /// Build `<repo>:latest`, `:register`, the per-target images and the
+    /// Build `<repo>:latest`, `:binfmt`, `:register`, the per-target images and the
     /// release artifacts from Debian's QEMU package (qemu-user-static up to
     /// QEMU 9.0, qemu-user from 9.1), from the host's APT, a file, or a
     /// Debian suite.
@@ -177,6 +177,14 @@ pub enum ImagesCommand {
     /// <path>` for each. Exit 0 built, 1 a build failed, 2 bad flags,
     /// 3 environment error (no engine, not root for debootstrap).
     Registrar(ImagesRegistrarArgs),
+    /// Push `<repo>` and every other host's `<repo>-<host>` to a registry,
+    /// each tag that several hosts have (`latest`, `binfmt`, `register`,
+    /// versions, `<to>`) as one OCI image index over their platforms, the
+    /// `<from>-<to>` tags as they are; print `<reference> <digest>
+    /// <platforms>` for each. Needs skopeo. Exit 0 pushed and read back,
+    /// 1 a push or check failed, 2 bad flags or nothing to push, 3
+    /// environment error (no engine, no skopeo).
+    Index(ImagesIndexArgs),
 }
 
 /// `images build` flags.
@@ -224,8 +232,20 @@ pub struct ImagesBuildArgs {
     )]
     pub repo: String,
 
-    /// A prebuilt static `qus-register`; default: compiled from this
-    /// workspace with glibc `crt-static`.
+    /// The host CPU the images are for (`aarch64` or `arm64`, `ppc64le`,
+    /// `riscv64`, `s390x`); default: this machine's. Another host's images
+    /// are tagged in `<repo>-<host>` (`<from>` is that host), for its
+    /// platform (`linux/arm64`), with a registrar cross-compiled for it (as
+    /// `images registrar` does, cached) and Debian's QEMU package for its
+    /// architecture, from the same source options (the default: the newest
+    /// QEMU of Debian's suites; with `--host-apt`, the suite of this host's
+    /// Debian release).
+    #[arg(long, value_name = "CPU", env = "QUS_HOST_ARCH")]
+    pub host_arch: Option<String>,
+
+    /// A prebuilt static `qus-register` (for `--host-arch`'s CPU when
+    /// given); default: compiled from this workspace with glibc
+    /// `crt-static`.
     #[arg(long, value_name = "PATH")]
     pub registrar: Option<PathBuf>,
 
@@ -309,6 +329,27 @@ pub struct ImagesFixturesArgs {
     /// The engine that builds and stores the images.
     #[arg(long, value_enum, default_value_t = BuildEngine::Docker)]
     pub engine: BuildEngine,
+}
+
+/// `images index` flags.
+#[derive(Debug, Clone, Args)]
+pub struct ImagesIndexArgs {
+    /// The local repository: this machine's images; other hosts' are in
+    /// `<repo>-<host>` (`images build --host-arch`).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "qus/qemu-user-static",
+        env = "QUS_REPO"
+    )]
+    pub repo: String,
+
+    /// The registry repository to push to (`127.0.0.1:5000/qus/qemu-user-static`,
+    /// `ghcr.io/OWNER/qemu-user-static`). A loopback registry is reached in
+    /// plain HTTP, any other with TLS verified; credentials are skopeo's
+    /// (`docker login` works).
+    #[arg(long, value_name = "REPOSITORY")]
+    pub to: String,
 }
 
 /// `images registrar` flags.

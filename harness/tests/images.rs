@@ -42,6 +42,8 @@ use qus_registrar::entry::{self, Flags};
 use qus_registrar::targets::{self, Target};
 use qus_testcontainers::{QusRegistrar, run_foreign};
 
+#[path = "images/binfmt.rs"]
+mod binfmt;
 #[path = "images/versions.rs"]
 mod versions;
 
@@ -66,6 +68,10 @@ fn main() {
         (
             "latest_holds_the_registrar_and_every_foreign_emulator",
             latest_holds_the_registrar_and_every_foreign_emulator,
+        ),
+        (
+            "binfmt_is_latest_entered_as_binfmt_sharing_its_layer",
+            binfmt::binfmt_is_latest_entered_as_binfmt_sharing_its_layer,
         ),
         (
             "register_holds_only_the_registrar_and_is_small",
@@ -298,6 +304,8 @@ fn step_name(step: &Step) -> String {
         Step::Rootfs { arch, .. } => format!("rootfs {arch}"),
         Step::VendorCrates { .. } => "vendor crates".into(),
         Step::CrossCompile { machine, .. } => format!("cross-compile {machine}"),
+        Step::ExportImage { image, .. } => format!("export {image}"),
+        Step::PushTag { reference } => format!("push {reference}"),
     }
 }
 
@@ -522,6 +530,8 @@ fn every_tag_names_a_labelled_image() -> Result<(), Failed> {
     let mut expected: BTreeSet<String> = BTreeSet::from([
         format!("{REPO}:latest"),
         format!("{REPO}:{}", report.version),
+        format!("{REPO}:binfmt"),
+        format!("{REPO}:binfmt-{}", report.version),
         format!("{REPO}:register"),
     ]);
     for to in &own {
@@ -543,8 +553,8 @@ fn every_tag_names_a_labelled_image() -> Result<(), Failed> {
         ),
     )?;
     check(
-        report.images.len() == 2 + own.len(),
-        "one image per emulator plus latest and register",
+        report.images.len() == 3 + own.len(),
+        "one image per emulator plus latest, binfmt and register",
     )?;
 
     block_on(async {

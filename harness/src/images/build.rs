@@ -6,7 +6,7 @@
 //! (`fetch.rs`, `deb.rs`; a transitional `qemu-user-static` is resolved to
 //! its `qemu-user`) → check every emulator is static and for this host
 //! (`emulator.rs`) → compile or take the registrar, and check it → hash
-//! every input → build `register`, `latest` and one image per emulator
+//! every input → build `register`, `latest`, `binfmt` and one image per emulator
 //! (`jobs` at a time, skipping those whose recipe is already built) while
 //! the artifacts are written (the engine and the CPU work in parallel).
 //! Unversioned tags (`latest`, `<to>`, `<from>-<to>`) are moved only when
@@ -27,25 +27,27 @@ use qus_registrar::targets;
 
 use super::artifacts::{self, ArtifactInput};
 use super::containerfile;
+use super::cross::{CrossOptions, cross_registrar};
 use super::deb::{self, DebSource, Emulator, Layout, QEMU_USER};
 use super::emulator::{self, Origin};
 use super::engine::{BuiltImage, Engine, ImageEngine};
 use super::error::ImageBuildError;
 use super::fetch::Fetcher;
+use super::host::{self, BuildHost};
 use super::labels::{
     LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION, LABEL_REGISTRAR_VERSION,
     LABEL_REVISION, LABEL_SOURCE, LABEL_TITLE, LABEL_VERSION, QEMU_LICENSE, QUS_LICENSE,
     SOURCE_URL, build_time, rfc3339,
 };
-use super::paths::default_cache_dir;
+use super::paths::{default_cache_dir, workspace_root};
 use super::progress::{Progress, Step, StepOutcome, StepTimer};
 use super::recipe::{Recipe, sha256_file};
 use super::registrar::{self, Registrar, RegistrarSource};
 use super::session;
 use super::suite::Suite;
 use super::tags::{
-    is_versioned, latest_tags, register_tags, stays_on_newer, target_tags, validate_repo,
-    validate_tag,
+    binfmt_tags, is_versioned, latest_tags, register_tags, stays_on_newer, target_tags,
+    validate_repo, validate_tag,
 };
 use super::tool::{GIT, Invocation};
 use super::version::{ImageVersion, QemuVersion, Selector, image_version};
@@ -62,6 +64,10 @@ const BUILDER_VERSION: &str = "1";
 /// Where the registrar sits in the images.
 const REGISTRAR_PATH: &str = "usr/bin/qus-register";
 
+/// The `binfmt` image's entrypoint: a relative symlink to the registrar,
+/// whose name selects tonistiigi/binfmt's command line.
+const BINFMT_PATH: &str = "usr/bin/binfmt";
+
 /// Bound on one image build (`latest` sends about 370 MB).
 const IMAGE_BUILD_TIMEOUT: Duration = Duration::from_secs(900);
 
@@ -75,6 +81,13 @@ pub struct BuildOptions {
     /// The cache directory: suites' private APT directories live in its
     /// `apt/` (default `$QUS_CACHE_DIR`, else `/var/cache/qus`).
     pub cache_dir: PathBuf,
+    /// The host CPU the images are for, as QEMU or Debian names it
+    /// (`aarch64`, `arm64`); `None` is this machine's. Another host's images
+    /// go to `<repo>-<host>`, with the registrar cross-compiled for it
+    /// (unless [`BuildOptions::registrar`] is a file for it) and Debian's
+    /// package for its architecture from a suite (this host's release's by
+    /// default), for its platform (`linux/arm64`).
+    pub host_arch: Option<String>,
     /// The registrar binary.
     pub registrar: RegistrarSource,
     /// qus's release number of this QEMU version: the `1` of `7.2.0-1`.
@@ -105,6 +118,7 @@ impl Default for BuildOptions {
             repo: DEFAULT_REPO.to_owned(),
             deb: DebSource::default(),
             cache_dir: default_cache_dir(),
+            host_arch: None,
             registrar: RegistrarSource::default(),
             release: 1,
             output_dir: None,
@@ -135,8 +149,13 @@ pub struct BuildReport {
     pub qemu_version: String,
     /// The image version in tags (`11.1.3-1`).
     pub version: String,
-    /// The host architecture: `<from>` in tags (`x86_64`).
+    /// The host architecture: `<from>` in tags (`x86_64`, `aarch64`).
     pub host_arch: String,
+    /// The repository the images are tagged in: the one asked for, or
+    /// `<repo>-<host>` for another host than this machine.
+    pub repo: String,
+    /// The platform the images record (`linux/arm64`).
+    pub platform: Option<String>,
     /// `qus-register --version`.
     pub registrar_version: String,
     /// The emulators in `latest` (every one outside the host's family).
@@ -144,7 +163,7 @@ pub struct BuildReport {
     /// The emulators with their own images and artifacts (every one but
     /// the host's own architecture).
     pub target_emulators: Vec<String>,
-    /// Every image: `register`, `latest`, then one per emulator.
+    /// Every image: `register`, `latest`, `binfmt`, then one per emulator.
     pub images: Vec<BuiltImage>,
     /// The artifacts, `SHA256SUMS` last; empty without an output directory.
     pub artifacts: Vec<PathBuf>,
@@ -169,10 +188,49 @@ pub fn build(
     progress: &dyn Progress,
 ) -> Result<BuildReport, ImageBuildError> {
     validate(options)?;
-    let machine = HostFacts::read(None).machine;
+    let running = HostFacts::read(None).machine;
+    let host = host::resolve(
+        options.host_arch.as_deref(),
+        &options.registrar,
+        &options.repo,
+        &running,
+    )?;
+    let deb = host::deb_source(&options.deb, &host, Suite::of_host(Path::new("/")))?;
+    // Another host's registrar is cross-compiled first (its own engine
+    // session), or found in the cache.
+    let registrar = match &options.registrar {
+        RegistrarSource::Workspace(workspace) if host.is_foreign() => {
+            cross_for(&host, workspace, options, progress)?
+        }
+        RegistrarSource::Cross { .. } => cross_for(&host, &workspace_root(), options, progress)?,
+        other => other.clone(),
+    };
+    let resolved = BuildOptions {
+        deb,
+        registrar,
+        ..options.clone()
+    };
     session::run(&options.engine, options.handle_ctrl_c, |engine| {
-        build_all(engine, options, machine, progress)
+        build_all(engine, &resolved, &options.registrar, host, progress)
     })
+}
+
+/// The registrar for another host, cross-compiled from `workspace` (or
+/// from the cache), as a file.
+fn cross_for(
+    host: &BuildHost,
+    workspace: &Path,
+    options: &BuildOptions,
+    progress: &dyn Progress,
+) -> Result<RegistrarSource, ImageBuildError> {
+    let cross = CrossOptions {
+        workspace: workspace.to_owned(),
+        cache_dir: options.cache_dir.clone(),
+        engine: options.engine.clone(),
+        handle_ctrl_c: options.handle_ctrl_c,
+        ..CrossOptions::default()
+    };
+    cross_registrar(&host.machine, &cross, progress).map(RegistrarSource::File)
 }
 
 /// Checks what can be checked without I/O.
@@ -183,9 +241,6 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
         reason,
     };
     validate_repo(&options.repo).map_err(|r| invalid("repository name", &options.repo, r))?;
-    if let RegistrarSource::Cross { machine } = &options.registrar {
-        return Err(registrar::not_for_images(machine));
-    }
     if options.release == 0 {
         return Err(invalid("release", "0", "releases start at 1".into()));
     }
@@ -206,12 +261,17 @@ fn validate(options: &BuildOptions) -> Result<(), ImageBuildError> {
     Ok(())
 }
 
+/// The build once the host is known; `options` has the package source
+/// and registrar resolved for it (`asked` is the registrar source asked
+/// for, whose workspace names the images' revision).
 async fn build_all(
     engine: Arc<Engine>,
     options: &BuildOptions,
-    machine: String,
+    asked: &RegistrarSource,
+    host: BuildHost,
     progress: &dyn Progress,
 ) -> Result<BuildReport, ImageBuildError> {
+    let machine = host.machine.clone();
     let parent = options.work_dir.clone().unwrap_or_else(std::env::temp_dir);
     let work = WorkDir::create(&parent, "qus-images")?;
 
@@ -269,7 +329,7 @@ async fn build_all(
         reason,
     })?;
 
-    let registrar = obtain_registrar(&options.registrar, &machine, progress).await?;
+    let registrar = obtain_registrar(&options.registrar, &host, progress).await?;
 
     let family = targets::host_family(&machine);
     let in_latest: Vec<&Emulator> = unpacked
@@ -288,12 +348,13 @@ async fn build_all(
 
     let revision = match &options.revision {
         Some(revision) => revision.clone(),
-        None => source_revision(&options.registrar).await,
+        None => source_revision(asked).await,
     };
     let building: ImageVersion = version.parse()?;
     let plan = Plan {
-        repo: &options.repo,
+        repo: &host.repo,
         machine: &machine,
+        platform: host.platform.as_deref(),
         version: &version,
         package: &unpacked.package,
         qemu_version: &unpacked.version,
@@ -303,37 +364,37 @@ async fn build_all(
         revision,
     };
 
-    let mut jobs = vec![
-        plan.register_job(work.path())?,
-        plan.latest_job(work.path(), &in_latest)?,
+    // Jobs in one group run one after the other: `binfmt` after `latest`,
+    // so that the engine's build cache hands it `latest`'s big layer
+    // instead of storing the emulators twice.
+    let mut groups = vec![
+        vec![plan.register_job(work.path())?],
+        vec![
+            plan.latest_job(work.path(), &in_latest)?,
+            plan.binfmt_job(work.path(), &in_latest)?,
+        ],
     ];
-    jobs.extend(own_images.iter().map(|e| plan.target_job(e)));
+    groups.extend(own_images.iter().map(|e| vec![plan.target_job(e)]));
     // Images keep the engine busy, artifacts the CPU: do both at once.
-    let images = futures_util::stream::iter(jobs)
-        .map(|job| {
+    let images = futures_util::stream::iter(groups)
+        .map(|group| {
             let engine = Arc::clone(&engine);
             let version = &version;
+            let building = &building;
+            let plan = &plan;
             async move {
-                let ImageJob {
-                    tags,
-                    recipe,
-                    spec,
-                    versioned,
-                } = job;
-                let (tags, kept) = if versioned {
-                    keep_newer_tags(&engine, tags, version, &building).await?
-                } else {
-                    (tags, Vec::new())
-                };
-                let image = engine
-                    .ensure(&tags, &recipe, options.force, progress, || async {
-                        spec.into_spec().await
-                    })
-                    .await?;
-                Ok::<_, ImageBuildError>((image, kept))
+                let mut done = Vec::with_capacity(group.len());
+                for job in group {
+                    done.push(
+                        run_job(&engine, job, version, building, options, plan, progress).await?,
+                    );
+                }
+                Ok::<_, ImageBuildError>(done)
             }
         })
         .buffered(options.jobs)
+        .map_ok(|done| futures_util::stream::iter(done.into_iter().map(Ok)))
+        .try_flatten()
         .try_collect::<Vec<(BuiltImage, Vec<(String, String)>)>>();
     let artifacts = async {
         match &options.output_dir {
@@ -352,6 +413,8 @@ async fn build_all(
         qemu_version: qemu.to_string(),
         version,
         host_arch: machine.clone(),
+        repo: host.repo.clone(),
+        platform: host.platform.clone(),
         registrar_version: registrar.version.clone(),
         latest_emulators: in_latest.iter().map(|e| e.name.clone()).collect(),
         target_emulators: own_images.iter().map(|e| e.name.clone()).collect(),
@@ -359,6 +422,61 @@ async fn build_all(
         artifacts,
         kept_newer,
     })
+}
+
+/// Makes sure one job's image exists under its tags; returns it with the
+/// unversioned tags left on a newer version.
+async fn run_job(
+    engine: &Engine,
+    job: ImageJob,
+    version: &str,
+    building: &ImageVersion,
+    options: &BuildOptions,
+    plan: &Plan<'_>,
+    progress: &dyn Progress,
+) -> Result<(BuiltImage, Vec<(String, String)>), ImageBuildError> {
+    let ImageJob {
+        tags,
+        recipe,
+        spec,
+        versioned,
+    } = job;
+    let (tags, kept) = if versioned {
+        keep_newer_tags(engine, tags, version, building).await?
+    } else {
+        (tags, Vec::new())
+    };
+    let image = engine
+        .ensure(&tags, &recipe, options.force, progress, || async {
+            spec.into_spec().await
+        })
+        .await?;
+    // The classic builder's cache ignores the platform: an image whose
+    // steps it found cached would keep the platform it was first built
+    // for. Every host's files differ, so this should never fire; it is
+    // checked because a wrong platform breaks the multi-platform names.
+    if let Some(wanted) = plan.platform {
+        let primary = &image.tags[0];
+        let actual = engine
+            .inspect(primary)
+            .await?
+            .map(|info| info.platform)
+            .unwrap_or_default();
+        if !same_platform(&actual, wanted) {
+            return Err(ImageBuildError::WrongPlatform {
+                tag: primary.clone(),
+                expected: wanted.to_owned(),
+                actual,
+            });
+        }
+    }
+    Ok((image, kept))
+}
+
+/// Whether `actual` (`linux/arm64/v8`) is the platform `wanted`
+/// (`linux/arm64`) names: the same OS and architecture.
+fn same_platform(actual: &str, wanted: &str) -> bool {
+    actual.split('/').take(2).eq(wanted.split('/').take(2))
 }
 
 /// `tags` without the unversioned ones whose image is of a newer version
@@ -414,6 +532,7 @@ async fn check_emulators(
         Step::CheckEmulators {
             package: unpacked.package.clone(),
             count: unpacked.emulators.len(),
+            machine: machine.to_owned(),
         },
     );
     let (emulators, machine) = (unpacked.emulators.clone(), machine.to_owned());
@@ -463,12 +582,18 @@ async fn unpack_for_host(
 /// Compiles or takes the registrar, then checks it.
 async fn obtain_registrar(
     source: &RegistrarSource,
-    machine: &str,
+    host: &BuildHost,
     progress: &dyn Progress,
 ) -> Result<Registrar, ImageBuildError> {
+    let machine = host.machine.as_str();
     let path = match source {
         RegistrarSource::File(path) => path.clone(),
-        RegistrarSource::Cross { machine } => return Err(registrar::not_for_images(machine)),
+        // `build` turns a cross source, and the workspace for another
+        // host, into the cross-compiled file.
+        RegistrarSource::Cross { .. } => return Err(unresolved(source, machine)),
+        RegistrarSource::Workspace(_) if host.is_foreign() => {
+            return Err(unresolved(source, machine));
+        }
         RegistrarSource::Workspace(workspace) => {
             let timer = StepTimer::start(
                 progress,
@@ -480,7 +605,15 @@ async fn obtain_registrar(
         }
     };
     let timer = StepTimer::start(progress, Step::CheckRegistrar { path: path.clone() });
-    timer.done(registrar::load(&path, machine).await)
+    timer.done(registrar::load(&path, machine, &host.running).await)
+}
+
+fn unresolved(source: &RegistrarSource, machine: &str) -> ImageBuildError {
+    ImageBuildError::InvalidOption {
+        what: "registrar source",
+        value: format!("{source:?}"),
+        reason: format!("a registrar for `{machine}` is cross-compiled or given as a file"),
+    }
 }
 
 /// Whether emulator `name` runs binaries of the host's own family, which
@@ -532,12 +665,14 @@ async fn hash_emulators(
 /// `git rev-parse HEAD` in the workspace the registrar is compiled from;
 /// `unknown` when there is no such workspace or git cannot tell.
 async fn source_revision(source: &RegistrarSource) -> String {
-    let RegistrarSource::Workspace(workspace) = source else {
-        return "unknown".to_owned();
+    let workspace = match source {
+        RegistrarSource::Workspace(workspace) => workspace.clone(),
+        RegistrarSource::Cross { .. } => workspace_root(),
+        RegistrarSource::File(_) => return "unknown".to_owned(),
     };
     let output = Invocation::new(GIT)
         .args(["rev-parse", "HEAD"])
-        .current_dir(workspace)
+        .current_dir(&workspace)
         .timeout(Duration::from_secs(30))
         .output()
         .await;
@@ -611,6 +746,8 @@ async fn write_artifacts(
 struct Plan<'a> {
     repo: &'a str,
     machine: &'a str,
+    /// The platform every image records (`linux/arm64`).
+    platform: Option<&'a str>,
     version: &'a str,
     /// The package the emulators came from (`qemu-user`).
     package: &'a str,
@@ -697,7 +834,8 @@ impl Plan<'_> {
     ) -> (String, BuildSpec) {
         let mut recipe = Recipe::new(&format!("qus-images/{kind}"))
             .field("builder", BUILDER_VERSION)
-            .field("containerfile", containerfile);
+            .field("containerfile", containerfile)
+            .field("platform", self.platform.unwrap_or(""));
         let mut files = files.to_vec();
         files.sort();
         for (path, sha) in files {
@@ -707,6 +845,9 @@ impl Plan<'_> {
             recipe = recipe.field(&format!("label:{key}"), value);
         }
         let mut spec = BuildSpec::new(context, String::new()).with_timeout(IMAGE_BUILD_TIMEOUT);
+        if let Some(platform) = self.platform {
+            spec = spec.with_platform(platform);
+        }
         spec.labels = labels;
         let spec = spec
             .with_label(LABEL_CREATED, &self.created)
@@ -792,6 +933,56 @@ impl Plan<'_> {
         })
     }
 
+    /// `binfmt`: `latest`'s content, entered as tonistiigi/binfmt's
+    /// command line through the `usr/bin/binfmt` symlink.
+    fn binfmt_job(
+        &self,
+        work: &Path,
+        emulators: &[&Emulator],
+    ) -> Result<ImageJob, ImageBuildError> {
+        let context = work.join("context-binfmt");
+        write_binfmt_context(&context, self.registrar, emulators)?;
+        let mut labels = self.content_labels(
+            "binfmt",
+            &format!(
+                "qus-register as tonistiigi/binfmt's command line (entrypoint /usr/bin/binfmt, \
+                 for docker/setup-qemu-action's image input) with the QEMU user-mode emulators \
+                 of Debian's {} {} for {} foreign targets",
+                self.package,
+                self.qemu_version,
+                emulators.len()
+            ),
+            &format!("{QUS_LICENSE} AND {QEMU_LICENSE}"),
+        );
+        labels.insert(
+            LABEL_REGISTRAR_VERSION.to_owned(),
+            self.registrar.version.clone(),
+        );
+        let mut files = vec![
+            (REGISTRAR_PATH.to_owned(), self.registrar.sha256.as_str()),
+            (BINFMT_PATH.to_owned(), "symlink:qus-register"),
+        ];
+        files.extend(emulators.iter().map(|e| {
+            (
+                format!("usr/bin/{}", e.file_name()),
+                self.hashes[&e.name].as_str(),
+            )
+        }));
+        let (recipe, spec) = self.spec(
+            "binfmt",
+            containerfile::BINFMT,
+            &files,
+            labels,
+            crate::runtime::BuildContext::Dir(context),
+        );
+        Ok(ImageJob {
+            tags: binfmt_tags(self.repo, self.version),
+            recipe,
+            spec: PendingSpec::Ready(spec),
+            versioned: true,
+        })
+    }
+
     /// One emulator's image.
     fn target_job(&self, emulator: &Emulator) -> ImageJob {
         let labels = self.content_labels(
@@ -859,111 +1050,21 @@ fn write_registrar_context(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_x86_family_is_left_out_of_latest() {
-        for name in ["i386", "x86_64"] {
-            assert!(is_host_family(name, "i386"), "{name}");
-        }
-        for name in ["aarch64", "arm", "cris", "nios2", "xtensaeb"] {
-            assert!(!is_host_family(name, "i386"), "{name}");
-        }
-        assert!(is_host_family("aarch64", "arm"));
-        assert!(is_host_family("arm", "arm"));
-    }
-
-    #[test]
-    fn options_are_checked_before_any_work() {
-        let bad_repo = BuildOptions {
-            repo: "Qus/X".into(),
-            ..BuildOptions::default()
-        };
-        assert!(validate(&bad_repo).unwrap_err().is_usage());
-        let bad_version = BuildOptions {
-            deb: DebSource::Apt {
-                version: Some("7.2; rm -rf /".into()),
-                suite: None,
-            },
-            ..BuildOptions::default()
-        };
-        assert!(validate(&bad_version).unwrap_err().is_usage());
-        for good in ["11.1", "7.2.0", "1:10.0.2+ds-1~bpo12+1"] {
-            let options = BuildOptions {
-                deb: DebSource::Apt {
-                    version: Some(good.into()),
-                    suite: Some(Suite::Sid),
-                },
-                ..BuildOptions::default()
-            };
-            assert!(validate(&options).is_ok(), "{good}");
-        }
-        let no_jobs = BuildOptions {
-            jobs: 0,
-            ..BuildOptions::default()
-        };
-        assert!(validate(&no_jobs).unwrap_err().is_usage());
-        assert!(validate(&BuildOptions::default()).is_ok());
-    }
-
-    #[test]
-    fn a_package_for_another_architecture_is_refused() {
-        use crate::images::testdeb::{FakeDeb, elf_static};
-        let deb = FakeDeb::new("qemu-user", "1:11.1.3+ds-1")
-            .architecture("arm64")
-            .file("usr/bin/qemu-x86_64", &elf_static(183))
-            .build();
-        let work = tempfile::tempdir().unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let err = runtime
-            .block_on(unpack_for_host(&deb.path, work.path(), "x86_64"))
-            .unwrap_err();
-        assert!(
-            err.to_string().ends_with(
-                "it is built for `arm64` and this host is `amd64`: its emulators would not run here"
-            ),
-            "{err}"
-        );
-        let unpacked = runtime
-            .block_on(unpack_for_host(
-                &deb.path,
-                &work.path().join("2"),
-                "aarch64",
-            ))
-            .unwrap();
-        assert_eq!(unpacked.emulators.len(), 1);
-    }
-
-    #[test]
-    fn registrar_contexts_hold_the_symlink_and_the_emulators() {
-        let work = tempfile::tempdir().unwrap();
-        let emulator_path = work.path().join("qemu-aarch64-static");
-        std::fs::write(&emulator_path, b"emu").unwrap();
-        let emulator = Emulator {
-            name: "aarch64".into(),
-            path: emulator_path,
-            package_path: "usr/bin/qemu-aarch64".into(),
-        };
-        let registrar = Registrar {
-            bytes: b"reg".to_vec(),
-            sha256: String::new(),
-            version: "0.1.0".into(),
-        };
-        let dir = work.path().join("ctx");
-        write_registrar_context(&dir, "FROM scratch\n", &registrar, &[&emulator]).unwrap();
-        assert_eq!(
-            std::fs::read_link(dir.join("rootfs/register")).unwrap(),
-            Path::new("usr/bin/qus-register")
-        );
-        assert_eq!(std::fs::read(dir.join("rootfs/register")).unwrap(), b"reg");
-        assert_eq!(
-            std::fs::read(dir.join("rootfs/usr/bin/qemu-aarch64-static")).unwrap(),
-            b"emu"
-        );
-    }
+/// `binfmt`'s context: `latest`'s under `rootfs/`, and
+/// `binfmt/usr/bin/binfmt` → `qus-register`.
+fn write_binfmt_context(
+    dir: &Path,
+    registrar: &Registrar,
+    emulators: &[&Emulator],
+) -> Result<(), ImageBuildError> {
+    write_registrar_context(dir, containerfile::BINFMT, registrar, emulators)?;
+    let bin = dir.join("binfmt/usr/bin");
+    std::fs::create_dir_all(&bin).map_err(ImageBuildError::io("create directory", &bin))?;
+    let link = dir.join("binfmt").join(BINFMT_PATH);
+    std::os::unix::fs::symlink("qus-register", &link)
+        .map_err(ImageBuildError::io("create symlink", &link))
 }
+
+#[cfg(test)]
+#[path = "build_tests.rs"]
+mod tests;

@@ -6,6 +6,10 @@
 /// `<repo>:latest`, `<repo>:<version>`.
 pub(crate) const LATEST: &str = include_str!("../../../images/latest.Containerfile");
 
+/// `<repo>:binfmt`, `<repo>:binfmt-<version>`: `latest` entered as
+/// tonistiigi/binfmt's command line.
+pub(crate) const BINFMT: &str = include_str!("../../../images/binfmt.Containerfile");
+
 /// `<repo>:register`.
 pub(crate) const REGISTER: &str = include_str!("../../../images/register.Containerfile");
 
@@ -33,7 +37,7 @@ mod tests {
 
     #[test]
     fn every_image_starts_from_scratch_and_runs_nothing() {
-        for text in [LATEST, REGISTER, TARGET, PROBE] {
+        for text in [LATEST, BINFMT, REGISTER, TARGET, PROBE] {
             let lines = instructions(text);
             assert_eq!(lines[0], "FROM scratch");
             assert!(lines.iter().all(|l| !l.starts_with("RUN")), "{text}");
@@ -45,5 +49,16 @@ mod tests {
         for text in [LATEST, REGISTER] {
             assert!(instructions(text).contains(&r#"ENTRYPOINT ["/usr/bin/qus-register"]"#));
         }
+        assert!(instructions(BINFMT).contains(&r#"ENTRYPOINT ["/usr/bin/binfmt"]"#));
+    }
+
+    #[test]
+    fn binfmt_starts_with_latests_own_copy() {
+        // The shared first layer (see the Containerfile's comment) needs
+        // the very same instruction after `FROM scratch`.
+        let latest = instructions(LATEST);
+        let binfmt = instructions(BINFMT);
+        assert_eq!(latest[..2], binfmt[..2]);
+        assert_eq!(binfmt[2], "COPY binfmt/ /");
     }
 }

@@ -627,18 +627,22 @@ mod tests {
     }
 
     #[test]
-    fn images_build_refuses_a_cross_registrar_before_any_work() {
+    fn images_build_refuses_a_cross_registrar_for_another_host_before_any_work() {
         // An engine that cannot answer: the refusal must come first.
         let options = crate::images::BuildOptions {
             registrar: crate::images::RegistrarSource::Cross {
-                machine: "aarch64".into(),
+                machine: "s390x".into(),
             },
+            host_arch: Some("arm64".into()),
             engine: ImageEngine::Docker(Some("unix:///nonexistent/qus.sock".into())),
             ..crate::images::BuildOptions::default()
         };
         let err = crate::images::build(&options, &super::super::NoProgress).unwrap_err();
         assert!(err.is_usage(), "{err}");
-        assert!(err.to_string().contains("images registrar --arch"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "invalid registrar source `cross:s390x`: the images are for `aarch64`"
+        );
     }
 
     #[test]

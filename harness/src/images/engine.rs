@@ -108,6 +108,8 @@ pub(crate) struct ImageInfo {
     /// Its `org.opencontainers.image.version` label.
     pub(crate) version: Option<String>,
     pub(crate) repo_tags: Vec<String>,
+    /// The platform its config records: `linux/arm64`, `linux/arm/v7`.
+    pub(crate) platform: String,
 }
 
 /// Docker Engine or Podman, for building and tagging images.
@@ -162,11 +164,18 @@ impl Engine {
         match self.docker.inspect_image(reference).await {
             Ok(image) => {
                 let mut labels = image.config.and_then(|c| c.labels).unwrap_or_default();
+                let platform = [image.os, image.architecture, image.variant]
+                    .into_iter()
+                    .flatten()
+                    .filter(|part| !part.is_empty())
+                    .collect::<Vec<_>>()
+                    .join("/");
                 Ok(Some(ImageInfo {
                     id: image.id.unwrap_or_default(),
                     recipe: labels.remove(LABEL_RECIPE),
                     version: labels.remove(LABEL_VERSION),
                     repo_tags: image.repo_tags.unwrap_or_default(),
+                    platform,
                 }))
             }
             Err(BollardError::DockerResponseServerError {

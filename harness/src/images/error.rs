@@ -184,6 +184,26 @@ pub enum ImageBuildError {
         output: String,
     },
 
+    /// An OCI image layout does not hold what it should.
+    #[error("invalid OCI image layout `{}`: {reason}", path.display())]
+    InvalidLayout {
+        /// The file (`index.json`, a blob).
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+
+    /// An image was built with another platform than its host's.
+    #[error("image `{tag}` records the platform `{actual}`, not `{expected}`")]
+    WrongPlatform {
+        /// The image's primary tag.
+        tag: String,
+        /// The host's platform (`linux/arm64`).
+        expected: String,
+        /// What its config says.
+        actual: String,
+    },
+
     /// binfmt_misc could not be changed or restored.
     #[error("failed to {operation}")]
     Binfmt {
@@ -235,6 +255,8 @@ impl ImageBuildError {
             | ImageBuildError::ProbeTable { .. }
             | ImageBuildError::Engine { .. }
             | ImageBuildError::BuildFailed { .. }
+            | ImageBuildError::WrongPlatform { .. }
+            | ImageBuildError::InvalidLayout { .. }
             | ImageBuildError::Cancelled => false,
         }
     }

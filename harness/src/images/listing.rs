@@ -33,6 +33,14 @@ pub async fn repository_tags(
     repo: &str,
 ) -> Result<Vec<RepositoryTag>, ImageBuildError> {
     let engine = Engine::connect(engine).await?;
+    tags_in(&engine, repo).await
+}
+
+/// Every tag of `repo` in a connected engine's store, sorted by tag.
+pub(crate) async fn tags_in(
+    engine: &Engine,
+    repo: &str,
+) -> Result<Vec<RepositoryTag>, ImageBuildError> {
     let images = engine
         .api()
         .list_images(Some(ListImagesOptions::default()))

@@ -1,13 +1,18 @@
 //! Building the images qus ships and the fixtures its scenarios use.
 //!
-//! Three entry points, all blocking (each runs its own tokio runtime):
+//! Four entry points, all blocking (each runs its own tokio runtime):
 //!
 //! - [`build`]: the registrar images from Debian's QEMU package
 //!   (`qemu-user-static` up to QEMU 9.0, `qemu-user` from 9.1; from the
 //!   host's APT, a file, or a Debian [`Suite`] through a private APT
 //!   directory) and a static `qus-register` (`<repo>:latest`, `:<version>`,
-//!   `:register`, and four tags per emulator), plus the release artifacts
-//!   (`qemu-<to>-static`, two `.tar.gz` per emulator, `SHA256SUMS`);
+//!   `:binfmt`, `:binfmt-<version>`, `:register`, and four tags per
+//!   emulator), plus the release artifacts
+//!   (`<from>_qemu-<to>-static.tar.gz`, and on x86_64 `qemu-<to>-static`
+//!   and `qemu-<to>-static.tar.gz`; one `SHA256SUMS`), for this host or,
+//!   with [`BuildOptions::host_arch`], another (`<repo>-<cpu>`, its
+//!   platform, a cross-compiled registrar, Debian's package for its
+//!   architecture);
 //!   several QEMU versions live side by side in one repository, `latest`
 //!   on the newest ([`qemu_version_matches`] and [`compare_image_versions`]
 //!   let callers pick among them);
@@ -18,7 +23,9 @@
 //!   (`qus-fixtures/probe:<target>`);
 //! - [`cross_registrars`]: static `qus-register` binaries for other CPUs,
 //!   compiled in Debian builder images (`qus-builders/rust-cross:<suite>-<arch>`)
-//!   and cached by recipe, for the images of other hosts.
+//!   and cached by recipe, for the images of other hosts;
+//! - [`index`]: every host's images pushed to a registry as one name, the
+//!   tags several hosts have as OCI image indexes (with skopeo).
 //!
 //! [`cached_emulators`] fetches Debian's QEMU package the same way as
 //! [`build`] and unpacks its emulators into the cache, for the host
@@ -51,9 +58,12 @@ mod error;
 mod fetch;
 mod fixtures;
 mod handler;
+mod host;
+mod index;
 mod labels;
 mod listing;
 mod mirror;
+mod oci;
 mod paths;
 mod probes;
 mod progress;
@@ -84,6 +94,7 @@ pub use fixtures::{
     DEFAULT_FIXTURE_REPO, DebianArch, FixtureOptions, FixturesReport, Flavor, RootfsReport,
     WORKLOAD_PACKAGES, fixtures,
 };
+pub use index::{IndexHost, IndexOptions, IndexReport, PushedTag, index};
 pub use labels::{
     LABEL_CREATED, LABEL_DEBIAN_ARCH, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_TARGET,
     LABEL_QEMU_VERSION, LABEL_RECIPE, LABEL_REGISTRAR_VERSION, LABEL_REVISION, LABEL_SOURCE,
@@ -97,7 +108,7 @@ pub use progress::{ImageStatus, ImagesEvent, NoProgress, Progress, Step, StepOut
 pub use qemu_cache::{CachedEmulators, cached_emulators};
 pub use registrar::RegistrarSource;
 pub use suite::{ParseSuiteError, Suite};
-pub use tags::{latest_tags, register_tags, target_tags};
+pub use tags::{binfmt_tags, latest_tags, register_tags, target_tags};
 pub use version::{
     ImageVersion, QemuVersion, compare_image_versions, image_version, qemu_version_matches,
 };

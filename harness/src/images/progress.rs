@@ -50,13 +50,15 @@ pub enum Step {
         /// The `.deb` file.
         path: PathBuf,
     },
-    /// Check that every emulator is a static ELF executable for this
-    /// host's CPU.
+    /// Check that every emulator is a static ELF executable for the
+    /// images' host CPU.
     CheckEmulators {
         /// The package they come from.
         package: String,
         /// How many.
         count: usize,
+        /// The host CPU (`x86_64`, `aarch64`).
+        machine: String,
     },
     /// Compile the static `qus-register` with cargo.
     CompileRegistrar {
@@ -99,6 +101,19 @@ pub enum Step {
     VendorCrates {
         /// The workspace whose lock file is vendored.
         workspace: PathBuf,
+    },
+    /// Copy one image from the engine into an OCI layout (skopeo), or
+    /// find its layout cached.
+    ExportImage {
+        /// The image (`qus/qemu-user-static-aarch64:latest`).
+        image: String,
+        /// Its layout in the cache.
+        layout: PathBuf,
+    },
+    /// Push one tag to a registry (skopeo) and read its digest back.
+    PushTag {
+        /// `<registry>/<repository>:<tag>`.
+        reference: String,
     },
     /// Compile a static `qus-register` for another CPU in its cross
     /// builder image (or find it cached).

@@ -122,6 +122,7 @@ pub async fn cached_emulators(
         Step::CheckEmulators {
             package: unpacked.package.clone(),
             count: unpacked.emulators.len(),
+            machine: machine.clone(),
         },
     );
     let checked = {

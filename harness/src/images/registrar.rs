@@ -10,7 +10,8 @@
 //! binary must be a static ELF file for the CPU it is meant for
 //! ([`check_static`], through `qus_registrar::elf`): the images are
 //! `FROM scratch`, with no loader. Binaries for other CPUs come from
-//! `cross.rs`.
+//! `cross.rs`; such a binary is asked for its version through this host's
+//! `qemu-<cpu>-static` (Debian's `qemu-user-static`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -37,9 +38,10 @@ pub enum RegistrarSource {
     /// Use this prebuilt binary (`--registrar PATH`).
     File(PathBuf),
     /// Cross-compile it from the workspace for another CPU (`aarch64`) in
-    /// a Debian builder image ([`cross_registrar`](super::cross_registrar)).
-    /// `images build` does not build images for other hosts yet and refuses
-    /// this source.
+    /// a Debian builder image ([`cross_registrar`](super::cross_registrar)):
+    /// the source of the images for another host
+    /// ([`BuildOptions::host_arch`](super::BuildOptions::host_arch)), and
+    /// the default one there.
     Cross {
         /// The target CPU as QEMU names it, or an alias (`arm64`).
         machine: String,
@@ -50,18 +52,6 @@ impl Default for RegistrarSource {
     /// The workspace this harness was compiled from.
     fn default() -> Self {
         RegistrarSource::Workspace(workspace_root())
-    }
-}
-
-/// Why `images build` refuses [`RegistrarSource::Cross`]: the images
-/// around the registrar (emulators, tags) are still this host's.
-pub(crate) fn not_for_images(machine: &str) -> ImageBuildError {
-    ImageBuildError::InvalidOption {
-        what: "registrar source",
-        value: format!("cross:{machine}"),
-        reason: "images for other hosts are not built yet; \
-                 `qus-harness images registrar --arch <cpu>` builds the binary alone"
-            .to_owned(),
     }
 }
 
@@ -121,10 +111,20 @@ fn executable_from_messages(stdout: &str) -> Option<PathBuf> {
 }
 
 /// Reads and checks the binary at `path`: a static ELF executable for the
-/// host's CPU `machine` that answers `--version`.
-pub(crate) async fn load(path: &Path, machine: &str) -> Result<Registrar, ImageBuildError> {
-    let bytes = check_static(path, machine, "this host's CPU")?;
-    let version = version(path).await?;
+/// images' host CPU `machine` that answers `--version` (through this host's
+/// QEMU when `machine` is not the CPU this runs on, `running`).
+pub(crate) async fn load(
+    path: &Path,
+    machine: &str,
+    running: &str,
+) -> Result<Registrar, ImageBuildError> {
+    let what = if machine == running {
+        "this host's CPU"
+    } else {
+        "the images' host CPU"
+    };
+    let bytes = check_static(path, machine, what)?;
+    let version = version(path, machine, running).await?;
     Ok(Registrar {
         sha256: sha256_bytes(&bytes),
         bytes,
@@ -166,14 +166,37 @@ pub(crate) fn check_static(
     Ok(bytes)
 }
 
+/// This host's QEMU for a registrar built for `machine`: Debian's static
+/// emulator, as the cross builds' tests run it.
+fn emulator_for(machine: &str) -> Option<Tool> {
+    const HINT: &str = "install the Debian package `qemu-user-static`: a registrar for another \
+                        CPU is asked for its version under emulation";
+    let program = match machine {
+        "aarch64" => "qemu-aarch64-static",
+        "ppc64le" => "qemu-ppc64le-static",
+        "riscv64" => "qemu-riscv64-static",
+        "s390x" => "qemu-s390x-static",
+        _ => return None,
+    };
+    Some(Tool {
+        program,
+        hint: HINT,
+    })
+}
+
 /// `0.1.0` from `qus-register 0.1.0`.
-async fn version(path: &Path) -> Result<String, ImageBuildError> {
+async fn version(path: &Path, machine: &str, running: &str) -> Result<String, ImageBuildError> {
     let tool = Tool {
         program: BINARY,
         hint: "",
     };
-    let output = Invocation::new(tool)
-        .program(path)
+    // Another CPU's binary runs under this host's QEMU when one is known
+    // for it; otherwise directly (a registered handler may run it).
+    let invocation = match emulator_for(machine).filter(|_| machine != running) {
+        Some(qemu) => Invocation::new(qemu).arg(path),
+        None => Invocation::new(tool).program(path),
+    };
+    let output = invocation
         .arg("--version")
         .timeout(Duration::from_secs(30))
         .output()
@@ -223,6 +246,16 @@ mod tests {
     }
 
     #[test]
+    fn other_cpus_run_under_debians_static_qemu() {
+        for machine in ["aarch64", "ppc64le", "riscv64", "s390x"] {
+            let tool = emulator_for(machine).unwrap();
+            assert_eq!(tool.program, format!("qemu-{machine}-static"));
+            assert!(tool.hint.contains("qemu-user-static"));
+        }
+        assert!(emulator_for("x86_64").is_none());
+    }
+
+    #[test]
     fn triples_name_the_gnu_target() {
         assert_eq!(host_triple("x86_64"), "x86_64-unknown-linux-gnu");
         assert_eq!(host_triple("aarch64"), "aarch64-unknown-linux-gnu");
@@ -236,7 +269,7 @@ mod tests {
             .unwrap();
         // The harness's own test binary is dynamically linked.
         let me = std::env::current_exe().unwrap();
-        let err = runtime.block_on(load(&me, "x86_64")).unwrap_err();
+        let err = runtime.block_on(load(&me, "x86_64", "x86_64")).unwrap_err();
         assert!(
             matches!(&err, ImageBuildError::UnusableRegistrar { reason, .. }
                 if reason.contains("dynamically linked")),

@@ -80,6 +80,27 @@ impl Suite {
     }
 }
 
+impl Suite {
+    /// The suite of the Debian release installed under `root` (`/`), read
+    /// from `etc/os-release`'s `VERSION_CODENAME` (`bookworm`, `trixie`,
+    /// `sid`); `None` for another distribution or release, or without the
+    /// file. Images for another host take their QEMU from it by default,
+    /// so that they hold the QEMU the host's own APT gives this one.
+    pub fn of_host(root: &Path) -> Option<Suite> {
+        let text = std::fs::read_to_string(root.join("etc/os-release")).ok()?;
+        let field = |key: &str| {
+            text.lines().find_map(|line| {
+                let value = line.strip_prefix(key)?.strip_prefix('=')?;
+                Some(value.trim().trim_matches(['"', '\'']).to_owned())
+            })
+        };
+        if field("ID").as_deref() != Some("debian") {
+            return None;
+        }
+        field("VERSION_CODENAME")?.parse().ok()
+    }
+}
+
 impl fmt::Display for Suite {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -144,6 +165,25 @@ mod tests {
             "unknown Debian suite `buster`: expected bookworm, bookworm-backports, trixie or sid"
         );
         assert!("Sid".parse::<Suite>().is_err());
+    }
+
+    #[test]
+    fn the_hosts_suite_comes_from_os_release() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(Suite::of_host(root.path()), None);
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        let write = |text: &str| std::fs::write(root.path().join("etc/os-release"), text).unwrap();
+        write(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n",
+        );
+        assert_eq!(Suite::of_host(root.path()), Some(Suite::Bookworm));
+        write("ID=debian\nVERSION_CODENAME='trixie'\n");
+        assert_eq!(Suite::of_host(root.path()), Some(Suite::Trixie));
+        // Ubuntu names its own releases; testing's codename is no suite here.
+        write("ID=ubuntu\nVERSION_CODENAME=noble\nID_LIKE=debian\n");
+        assert_eq!(Suite::of_host(root.path()), None);
+        write("ID=debian\nVERSION_CODENAME=forky\n");
+        assert_eq!(Suite::of_host(root.path()), None);
     }
 
     #[test]

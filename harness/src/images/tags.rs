@@ -7,6 +7,7 @@
 //! | tags | content |
 //! |---|---|
 //! | `<repo>:latest`, `<repo>:<version>` | `qus-register` + every foreign emulator |
+//! | `<repo>:binfmt`, `<repo>:binfmt-<version>` | `latest`'s content, entered as `binfmt` (tonistiigi/binfmt's command line) |
 //! | `<repo>:register` | `qus-register` only |
 //! | `<repo>:<from>-<to>-<version>`, `<repo>:<from>-<to>`, `<repo>:<to>-<version>`, `<repo>:<to>` | `/usr/bin/qemu-<to>-static` only |
 //!
@@ -16,8 +17,8 @@
 //!
 //! Several versions live side by side in one repository: the versioned
 //! tags (`<version>`, `<to>-<version>`, `<from>-<to>-<version>`) always
-//! name their version's images, and an unversioned one (`latest`, `<to>`,
-//! `<from>-<to>`) names the newest version built that has it. A build
+//! name their version's images, and an unversioned one (`latest`, `binfmt`,
+//! `<to>`, `<from>-<to>`) names the newest version built that has it. A build
 //! therefore moves an unversioned tag only when the image it names now is
 //! not of a newer version ([`stays_on_newer`]); the version of an image is
 //! its `org.opencontainers.image.version` label. `register` has no
@@ -32,6 +33,13 @@ use super::version::ImageVersion;
 /// `latest`'s tags: `<repo>:latest` first, then `<repo>:<version>`.
 pub fn latest_tags(repo: &str, version: &str) -> Vec<String> {
     vec![format!("{repo}:latest"), format!("{repo}:{version}")]
+}
+
+/// `binfmt`'s tags: `<repo>:binfmt` first, then `<repo>:binfmt-<version>`
+/// (versioned as `latest` is: the unversioned tag follows the newest
+/// version built).
+pub fn binfmt_tags(repo: &str, version: &str) -> Vec<String> {
+    vec![format!("{repo}:binfmt"), format!("{repo}:binfmt-{version}")]
 }
 
 /// The registrar-only image's tag.
@@ -131,6 +139,10 @@ mod tests {
         );
         assert_eq!(register_tags("r"), ["r:register"]);
         assert_eq!(
+            binfmt_tags("r", "7.2.0-1"),
+            ["r:binfmt", "r:binfmt-7.2.0-1"]
+        );
+        assert_eq!(
             target_tags("r", "x86_64", "aarch64", "7.2.0-1"),
             [
                 "r:x86_64-aarch64-7.2.0-1",
@@ -144,13 +156,18 @@ mod tests {
     #[test]
     fn versioned_tags_are_told_apart() {
         let version = "11.1.3-1";
-        for tag in latest_tags("r", version).into_iter().chain(target_tags(
-            "localhost:5000/r",
-            "x86_64",
-            "aarch64",
-            version,
-        )) {
+        for tag in latest_tags("r", version)
+            .into_iter()
+            .chain(binfmt_tags("r", version))
+            .chain(target_tags(
+                "localhost:5000/r",
+                "x86_64",
+                "aarch64",
+                version,
+            ))
+        {
             let unversioned = tag.ends_with(":latest")
+                || tag.ends_with(":binfmt")
                 || tag.ends_with(":x86_64-aarch64")
                 || tag.ends_with(":aarch64");
             assert_eq!(is_versioned(&tag, version), !unversioned, "{tag}");

@@ -71,6 +71,12 @@ pub(crate) const UMOUNT: Tool = Tool {
     hint: "install the Debian package `mount`",
 };
 
+/// Copying images between Docker, OCI layouts and registries.
+pub(crate) const SKOPEO: Tool = Tool {
+    program: "skopeo",
+    hint: "install the Debian package `skopeo`",
+};
+
 /// Compiling the static registrar.
 pub(crate) const CARGO: Tool = Tool {
     program: "cargo",

@@ -442,7 +442,7 @@ pub fn the_newest_version_keeps_latest_and_the_unversioned_tags() -> Result<(), 
     };
     // The first build, into an empty repository, took every tag.
     let first = tags_of(old);
-    for tag in ["latest", "aarch64", &format!("{machine}-aarch64")] {
+    for tag in ["latest", "binfmt", "aarch64", &format!("{machine}-aarch64")] {
         check(
             first.contains(&format!("{REPO}:{tag}")),
             format!("the first build lacks {tag}"),
@@ -477,17 +477,21 @@ pub fn the_newest_version_keeps_latest_and_the_unversioned_tags() -> Result<(), 
         .iter()
         .map(|(t, v)| (t.as_str(), v.as_str()))
         .collect();
-    check(
-        kept.get(format!("{REPO}:latest").as_str()) == Some(&new.version.as_str()),
-        format!("kept {kept:?}"),
-    )?;
+    for tag in ["latest", "binfmt"] {
+        check(
+            kept.get(format!("{REPO}:{tag}").as_str()) == Some(&new.version.as_str()),
+            format!("kept {kept:?}"),
+        )?;
+    }
     // What the engine holds: unversioned tags on the newest version that
     // has the emulator, versioned ones on their own.
     block_on(async {
-        check(
-            version_of(&format!("{REPO}:latest")).await.as_deref() == Some(new.version.as_str()),
-            "latest is not on the newest version",
-        )?;
+        for tag in ["latest", "binfmt"] {
+            check(
+                version_of(&format!("{REPO}:{tag}")).await.as_deref() == Some(new.version.as_str()),
+                format!("{tag} is not on the newest version"),
+            )?;
+        }
         for (report, other) in [(old, new), (new, old)] {
             check(
                 version_of(&format!("{REPO}:{}", report.version))
