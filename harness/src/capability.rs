@@ -77,6 +77,26 @@ pub(crate) fn missing(mask: u64, last_cap: Option<u32>) -> Vec<String> {
         .collect()
 }
 
+/// The capabilities missing from this process's bounding set, as
+/// `docker --cap-drop` names them (without `CAP_`); empty when
+/// `/proc/self/status` cannot be read.
+pub fn missing_here() -> Vec<String> {
+    let Some(mask) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .as_deref()
+        .and_then(bounding_set)
+    else {
+        return Vec::new();
+    };
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|v| v.trim().parse().ok());
+    missing(mask, last_cap)
+        .into_iter()
+        .map(|n| n.strip_prefix("CAP_").map_or(n.clone(), str::to_owned))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
-mod capability;
+pub mod capability;
 pub mod cli;
 pub mod compare;
 pub mod doctor;

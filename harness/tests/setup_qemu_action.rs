@@ -182,68 +182,9 @@ fn privilege(image: &str) -> Result<&'static [String], Failed> {
 }
 
 /// Capabilities (without `CAP_`) missing from this process's bounding
-/// set, as `docker --cap-drop` names them.
+/// set; `SYS_RESOURCE` when none is (the refusal came from elsewhere).
 fn missing_capabilities() -> Vec<String> {
-    // include/uapi/linux/capability.h, by number.
-    const NAMES: [&str; 41] = [
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapBnd:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-    let last: usize = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(NAMES.len() - 1);
-    let missing: Vec<String> = match mask {
-        Some(mask) => (0..=last.min(NAMES.len() - 1))
-            .filter(|bit| mask & (1 << bit) == 0)
-            .map(|bit| NAMES[bit].to_owned())
-            .collect(),
-        None => Vec::new(),
-    };
+    let missing = qus_harness::capability::missing_here();
     if missing.is_empty() {
         vec!["SYS_RESOURCE".to_owned()]
     } else {
