@@ -20,12 +20,15 @@
 
 #![cfg(feature = "docker")]
 
+#[path = "common/gated.rs"]
+mod gated;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use qus_harness::images::{
     CrossOptions, CrossTarget, ImagesEvent, Step, StepOutcome, cross_registrar, cross_registrars,
 };
@@ -71,23 +74,11 @@ fn main() {
     ];
     let trials = tests
         .iter()
-        .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match prerequisites() {
-                Err(reason) if require_engines() => {
-                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
-                }
-                Err(reason) => Ok(Completion::ignored_with(reason)),
-                Ok(()) => body().map(|()| Completion::Completed),
-            })
-        })
+        .map(|&(name, body)| gated::trial(name, prerequisites, move |()| body()))
         .collect();
     // One cargo target directory and one builder: one trial at a time.
     args.test_threads = Some(1);
     libtest_mimic::run(&args, trials).exit();
-}
-
-fn require_engines() -> bool {
-    std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1")
 }
 
 /// `Ok` when the trials can run here, else why not (checked once).

@@ -19,13 +19,16 @@
 
 #![cfg(feature = "docker")]
 
+#[path = "common/gated.rs"]
+mod gated;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use qus_harness::images::{
     self, BuildOptions, BuildReport, DebSource, ImagesEvent, IndexOptions, IndexReport, Suite,
 };
@@ -60,25 +63,13 @@ fn main() {
     ];
     let trials = tests
         .iter()
-        .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match prerequisites() {
-                Err(reason) if require_engines() => {
-                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
-                }
-                Err(reason) => Ok(Completion::ignored_with(reason)),
-                Ok(()) => body().map(|()| Completion::Completed),
-            })
-        })
+        .map(|&(name, body)| gated::trial(name, prerequisites, move |()| body()))
         .collect();
     // One engine, one binfmt_misc registry: one trial at a time.
     args.test_threads = Some(1);
     let conclusion = libtest_mimic::run(&args, trials);
     cleanup();
     conclusion.exit();
-}
-
-fn require_engines() -> bool {
-    std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1")
 }
 
 /// `Ok` when the trials can run here, else why not (checked once).

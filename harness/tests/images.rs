@@ -20,6 +20,9 @@
 
 #![cfg(feature = "docker")]
 
+#[path = "common/gated.rs"]
+mod gated;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read as _;
 use std::path::PathBuf;
@@ -29,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use futures_util::TryStreamExt as _;
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use qus_harness::images::{
     self, BuildOptions, BuildReport, DebSource, DebianArch, FixtureOptions, FixturesReport,
     ImageStatus, ImagesEvent, LABEL_CREATED, LABEL_DESCRIPTION, LABEL_LICENSES, LABEL_QEMU_VERSION,
@@ -125,15 +128,7 @@ fn main() {
     ];
     let trials = tests
         .iter()
-        .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match prerequisites() {
-                Err(reason) if require_engines() => {
-                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
-                }
-                Err(reason) => Ok(Completion::ignored_with(reason)),
-                Ok(()) => body().map(|()| Completion::Completed),
-            })
-        })
+        .map(|&(name, body)| gated::trial(name, prerequisites, move |()| body()))
         .collect();
     // One engine, one binfmt_misc registry: one trial at a time.
     args.test_threads = Some(1);
@@ -144,10 +139,6 @@ fn main() {
     cleanup();
     drop(versions);
     conclusion.exit();
-}
-
-fn require_engines() -> bool {
-    std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1")
 }
 
 /// `Ok` when the trials can run here, else why not (checked once).

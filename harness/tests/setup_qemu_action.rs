@@ -30,13 +30,16 @@
 
 #![cfg(feature = "docker")]
 
+#[path = "common/gated.rs"]
+mod gated;
+
 use std::collections::BTreeSet;
 use std::io::Write as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, OnceLock};
 
-use libtest_mimic::{Arguments, Completion, Failed, Trial};
+use libtest_mimic::{Arguments, Failed};
 use qus_harness::runtime::{BuildSpec, ContextFile, DockerRuntime, Runtime as _};
 use qus_registrar::binfmt::{Binfmt, HostFacts, MountState, Snapshot};
 use qus_registrar::entry::Entry;
@@ -69,26 +72,13 @@ fn main() {
     ];
     let trials = tests
         .iter()
-        .map(|&(name, body)| {
-            Trial::ignorable_test(name, move || match prerequisites() {
-                Ok(image) => body(image).map(|()| Completion::Completed),
-                Err(reason) if require_engines() => {
-                    Err(format!("QUS_REQUIRE_ENGINES=1 but {reason}").into())
-                }
-                Err(reason) => Ok(Completion::ignored_with(reason)),
-            })
-            .with_kind("docker")
-        })
+        .map(|&(name, body)| gated::trial(name, prerequisites, body).with_kind("docker"))
         .collect();
     // One registry: one trial at a time.
     args.test_threads = Some(1);
     let conclusion = libtest_mimic::run(&args, trials);
     remove_derived();
     conclusion.exit();
-}
-
-fn require_engines() -> bool {
-    std::env::var_os("QUS_REQUIRE_ENGINES").is_some_and(|v| v == "1")
 }
 
 fn repo() -> String {
