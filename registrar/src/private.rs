@@ -272,18 +272,39 @@ pub fn enter(mount: &Path, facts: &Facts) -> Result<(), PrivateError> {
         rustix::process::getegid().as_raw(),
     );
     unshare().map_err(|e| fail(PrivateErrorKind::UserNamespace, Some(e)))?;
+    map_self(uid, gid).map_err(|(file, e)| fail(PrivateErrorKind::IdMap { file }, Some(e)))?;
+    mount_fresh(mount).map_err(|(kind, e)| fail(kind, e))?;
+    Ok(())
+}
+
+/// Maps the caller's `uid` and `gid` to root in the user namespace it just
+/// created (as `unshare -Ur` does); the file that could not be written, on
+/// error.
+///
+/// # Errors
+///
+/// The `/proc/self` file (`setgroups`, `uid_map`, `gid_map`) and its error.
+pub fn map_self(uid: u32, gid: u32) -> Result<(), (&'static str, io::Error)> {
     // `setgroups` must be denied before an unprivileged process may write
     // its gid map (user_namespaces(7)); kernels before 3.19 have no file.
     match fs::write("/proc/self/setgroups", "deny") {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => {
-            return Err(fail(PrivateErrorKind::IdMap { file: "setgroups" }, Some(e)));
-        }
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(("setgroups", e)),
         _ => {}
     }
     for (file, id) in [("uid_map", uid), ("gid_map", gid)] {
-        fs::write(format!("/proc/self/{file}"), format!("0 {id} 1\n"))
-            .map_err(|e| fail(PrivateErrorKind::IdMap { file }, Some(e)))?;
+        fs::write(format!("/proc/self/{file}"), format!("0 {id} 1\n")).map_err(|e| (file, e))?;
     }
+    Ok(())
+}
+
+/// In a mount namespace of its own: makes every mount private, mounts a
+/// fresh binfmt_misc at `mount` and checks that it is empty (a registry of
+/// this namespace's own, not the host's).
+///
+/// # Errors
+///
+/// What failed, as a [`PrivateErrorKind`], with the system's error.
+pub fn mount_fresh(mount: &Path) -> Result<(), (PrivateErrorKind, Option<io::Error>)> {
     // Mounts of the host's namespace may be shared: without this the
     // binfmt_misc mount below could propagate back to it.
     use rustix::mount::{MountFlags, MountPropagationFlags};
@@ -291,7 +312,7 @@ pub fn enter(mount: &Path, facts: &Facts) -> Result<(), PrivateError> {
         "/",
         MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
     )
-    .map_err(|e| fail(PrivateErrorKind::Propagation, Some(e.into())))?;
+    .map_err(|e| (PrivateErrorKind::Propagation, Some(e.into())))?;
     rustix::mount::mount(
         "binfmt_misc",
         mount,
@@ -299,13 +320,13 @@ pub fn enter(mount: &Path, facts: &Facts) -> Result<(), PrivateError> {
         MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
         None,
     )
-    .map_err(|e| fail(PrivateErrorKind::Mount, Some(e.into())))?;
+    .map_err(|e| (PrivateErrorKind::Mount, Some(e.into())))?;
     // A registry this namespace just mounted is empty; anything else (a
     // kernel whose binfmt_misc is global) must not be written.
     let binfmt = Binfmt::new(mount);
     let entries = binfmt.names().unwrap_or_default();
     if binfmt.state() != MountState::Mounted || !entries.is_empty() {
-        return Err(fail(PrivateErrorKind::NotPrivate { entries }, None));
+        return Err((PrivateErrorKind::NotPrivate { entries }, None));
     }
     Ok(())
 }

@@ -35,7 +35,6 @@ use std::io::{self, BufRead as _, Write as _};
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
-use qus_registrar::binfmt::{Binfmt, MountState};
 use qus_registrar::private::{self, Facts, PrivateError, PrivateErrorKind};
 
 /// Exit status of a helper that could not set up what it was asked for.
@@ -97,32 +96,11 @@ fn hold_inner(out: &mut dyn io::Write) -> Result<(), String> {
         .map_err(|e| format!("failed to read the harness's answer: {e}"))?;
     match answer.trim() {
         MAPPED => {}
-        MAP_SELF => map_self(uid, gid)
+        MAP_SELF => private::map_self(uid, gid)
             .map_err(|(file, e)| fail(PrivateErrorKind::IdMap { file }, Some(e)))?,
         other => return Err(format!("unexpected answer `{other}` from the harness")),
     }
-    use rustix::mount::{MountFlags, MountPropagationFlags};
-    rustix::mount::mount_change(
-        "/",
-        MountPropagationFlags::PRIVATE | MountPropagationFlags::REC,
-    )
-    .map_err(|e| fail(PrivateErrorKind::Propagation, Some(e.into())))?;
-    rustix::mount::mount(
-        "binfmt_misc",
-        mount,
-        "binfmt_misc",
-        MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-        None,
-    )
-    .map_err(|e| fail(PrivateErrorKind::Mount, Some(e.into())))?;
-    // A registry this namespace just mounted is empty; anything else is the
-    // host's (a kernel without per-namespace registries) and must not be
-    // written.
-    let binfmt = Binfmt::new(mount);
-    let entries = binfmt.names().unwrap_or_default();
-    if binfmt.state() != MountState::Mounted || !entries.is_empty() {
-        return Err(fail(PrivateErrorKind::NotPrivate { entries }, None));
-    }
+    private::mount_fresh(mount).map_err(|(kind, e)| fail(kind, e))?;
     say(out, READY)?;
     // Hold the namespace until the harness closes our standard input.
     let mut sink = Vec::new();
@@ -147,21 +125,6 @@ fn say(out: &mut dyn io::Write, line: &str) -> Result<(), String> {
     writeln!(out, "{line}")
         .and_then(|()| out.flush())
         .map_err(|e| format!("failed to write to the harness: {e}"))
-}
-
-/// Maps this process's own uid and gid to root, as `unshare -r` does.
-fn map_self(uid: u32, gid: u32) -> Result<(), (&'static str, io::Error)> {
-    // `setgroups` must be denied before an unprivileged process may write
-    // its gid map (user_namespaces(7)).
-    match std::fs::write("/proc/self/setgroups", "deny") {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(("setgroups", e)),
-        _ => {}
-    }
-    for (file, id) in [("uid_map", uid), ("gid_map", gid)] {
-        std::fs::write(format!("/proc/self/{file}"), format!("0 {id} 1\n"))
-            .map_err(|e| (file, e))?;
-    }
-    Ok(())
 }
 
 /// Which namespaces [`unshare`] creates.
