@@ -28,8 +28,11 @@ _freshroot_packages=(gcc libc6-dev ca-certificates)
 # _freshroot_make DIR: debootstrap into DIR, then the packages with the
 # root filesystem's own apt. Its text is part of the cache key.
 _freshroot_make() {
-    local dir=$1
+    local dir=$1 t
+    t=$(date +%s)
     debootstrap "$_freshroot_suite" "$dir" "$_freshroot_mirror" >/dev/null
+    echo "freshroot: debootstrap in $(( $(date +%s) - t ))s"
+    t=$(date +%s)
     cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
     # apt in the root filesystem, in a mount namespace of its own.
     # shellcheck disable=SC2016 # expanded by the inner bash
@@ -38,6 +41,7 @@ _freshroot_make() {
         dir=$1; shift
         mount -t proc proc "$dir/proc"
         mount --bind /dev "$dir/dev"
+        mount -t devpts -o newinstance devpts "$dir/dev/pts"
         chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
             DEBIAN_FRONTEND=noninteractive apt-get update -qq
         chroot "$dir" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
@@ -46,6 +50,7 @@ _freshroot_make() {
         chroot "$dir" apt-get clean
     ' make "$dir" "${_freshroot_packages[@]}"
     rm -rf "$dir"/var/lib/apt/lists/*
+    echo "freshroot: apt-get install in $(( $(date +%s) - t ))s"
 }
 
 # _freshroot_key: the recipe's hash.
@@ -74,6 +79,33 @@ _freshroot_block() {
     ' "$1"
 }
 
+# freshroot_tarball: makes the cached root filesystem unless it exists
+# (it writes no binfmt_misc: callers may run it before taking the lock).
+freshroot_tarball() {
+    local cache=${QUS_CACHE_DIR:-/var/cache/qus}/freshroot key tarball t0 make_dir
+    key=$(_freshroot_key)
+    tarball=$cache/rootfs-$_freshroot_suite-$key.tar
+    if [ -f "$tarball" ]; then
+        echo "freshroot: reusing $tarball"
+        return 0
+    fi
+    mkdir -p "$cache"
+    t0=$(date +%s)
+    echo "freshroot: making $tarball (debootstrap $_freshroot_suite, then ${_freshroot_packages[*]})"
+    make_dir=$(mktemp -d /tmp/qus-freshroot-make.XXXXXX)
+    if ! _freshroot_make "$make_dir/root"; then
+        rm -rf "$make_dir"
+        echo "error: the fresh root filesystem could not be made" >&2
+        return 1
+    fi
+    # Written under a temporary name, renamed when whole.
+    tar --numeric-owner -C "$make_dir/root" -cf "$tarball.tmp.$$" . &&
+        mv "$tarball.tmp.$$" "$tarball"
+    rm -rf "$make_dir" "$tarball.tmp.$$"
+    [ -f "$tarball" ] || { echo "error: failed to write \`$tarball\`" >&2; return 1; }
+    echo "freshroot: root filesystem made in $(( $(date +%s) - t0 ))s"
+}
+
 # fresh_machine_commands REPO OUT: see the header. Logs go to
 # OUT/fresh-main.log and OUT/fresh-tests.log.
 fresh_machine_commands() {
@@ -82,21 +114,10 @@ fresh_machine_commands() {
     local minimum=${QUS_FRESHROOT_MIN_INSTANCES:-35}
     local key t0 scratch tarball status=0
     key=$(_freshroot_key)
-    tarball=$cache/rootfs-$_freshroot_suite-$key.tar
-    mkdir -p "$cache" "$cache/cargo-home" "$cache/target-$key" "$out"
     t0=$(date +%s)
-    if [ ! -f "$tarball" ]; then
-        echo "freshroot: making $tarball (debootstrap $_freshroot_suite, then ${_freshroot_packages[*]})"
-        local make_dir
-        make_dir=$(mktemp -d /tmp/qus-freshroot-make.XXXXXX)
-        _freshroot_make "$make_dir/root" || { rm -rf "$make_dir"; echo "error: the fresh root filesystem could not be made" >&2; return 1; }
-        tar --numeric-owner -C "$make_dir/root" -cf "$tarball.tmp.$$" . &&
-            mv "$tarball.tmp.$$" "$tarball"
-        rm -rf "$make_dir" "$tarball.tmp.$$"
-        echo "freshroot: root filesystem made in $(( $(date +%s) - t0 ))s"
-    else
-        echo "freshroot: reusing $tarball"
-    fi
+    freshroot_tarball || return 1
+    tarball=$cache/rootfs-$_freshroot_suite-$key.tar
+    mkdir -p "$cache/cargo-home" "$cache/target-$key" "$out"
 
     scratch=$(mktemp -d /tmp/qus-freshroot.XXXXXX)
     tar --numeric-owner -C "$scratch" -xpf "$tarball"
