@@ -7,8 +7,8 @@
 # The committed tree goes to /root/qus; the root filesystem is entered with
 # pivot_root in new mount and pid namespaces (a chroot cannot make user
 # namespaces, which the hermetic host suite needs), with proc, sysfs, /dev,
-# devpts, a tmpfs /tmp, the host's resolv.conf and the kernel's binfmt_misc
-# at /proc/sys/fs/binfmt_misc; no engine socket or program. There it runs,
+# devpts, a tmpfs /tmp, the host's resolv.conf and CA bundle (the network's
+# settings) and the kernel's binfmt_misc at /proc/sys/fs/binfmt_misc; no engine socket or program. There it runs,
 # as root with CI=true, the commands of README's Quick start, read from the
 # blocks after `<!-- fresh-machine: main -->` and `<!-- fresh-machine:
 # tests -->`. Fails if either fails, if the main command executed fewer
@@ -124,7 +124,11 @@ fresh_machine_commands() {
     mkdir -p "$scratch/root/qus" "$scratch/opt/rust" "$scratch/root/.cargo"
     git -C "$repo" archive HEAD | tar -C "$scratch/root/qus" -xf -
     mkdir -p "$scratch/root/qus/target"
+    # The network's settings, as a machine on it has them: its resolver
+    # and the certificate authorities it trusts (a TLS-intercepting egress
+    # proxy's among them, where there is one).
     cp -L /etc/resolv.conf "$scratch/etc/resolv.conf"
+    cp -L /etc/ssl/certs/ca-certificates.crt "$scratch/etc/ssl/certs/ca-certificates.crt"
     local readme=$scratch/root/qus/README.md main tests
     main=$(_freshroot_block "$readme" main)
     tests=$(_freshroot_block "$readme" tests)
