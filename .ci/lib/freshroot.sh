@@ -9,7 +9,8 @@
 # namespaces, which the hermetic host suite needs), with proc, sysfs, /dev,
 # devpts, a tmpfs /tmp, the host's resolv.conf and CA bundle (the network's
 # settings) and the kernel's binfmt_misc at /proc/sys/fs/binfmt_misc; no engine socket or program. There it runs,
-# as root with CI=true, the commands of README's Quick start, read from the
+# as root with CI=true, the commands of README's Quick start (each block's
+# `# ` lines, in order, stopping at the first that fails), read from the
 # blocks after `<!-- fresh-machine: main -->` and `<!-- fresh-machine:
 # tests -->`. Fails if either fails, if the main command executed fewer
 # than QUS_FRESHROOT_MIN_INSTANCES (35) instances, or if the host's
@@ -172,7 +173,7 @@ fresh_machine_commands() {
         run() {
             env -i HOME=/root USER=root LOGNAME=root LANG=C.UTF-8 TERM=dumb CI=true \
                 PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-                bash -o pipefail -c "$1"
+                bash -e -o pipefail -c "$1"
         }
         t=$(date +%s)
         status=0
