@@ -11,9 +11,12 @@
 //!   from the repository root, with the directory of the freshly built
 //!   `qus-harness` and `qus-register` first on `PATH`, and must exit 0.
 //!   Words after `runnable`: `exit=N` (the block's last command must exit
-//!   with N instead; the others still 0) and `root` (the block needs uid 0,
-//!   as a `# ` prompt does). A root block run by another user is *ignored*
-//!   with the reason; with `QUS_REQUIRE_KERNEL=1` that is a failure.
+//!   with N instead; the others still 0), `root` (the block needs uid 0,
+//!   as a `# ` prompt does) and `qemu` (the block runs foreign binaries
+//!   through Debian's `qemu-user-static` in `/usr/bin`). A root block run by
+//!   another user, or a `qemu` block where `qemu-user-static` is not
+//!   installed (a fresh machine), is *ignored* with the reason; with
+//!   `QUS_REQUIRE_KERNEL=1` that is a failure.
 //! - `<!-- file: PATH -->` before any fenced block: the block must be the
 //!   text of the file `PATH` (relative to the repository root), so a worked
 //!   example cannot drift from the file the runnable blocks use.
@@ -37,6 +40,8 @@ use qus_registrar::binfmt::{Binfmt, MountState, Snapshot};
 
 /// Turns "needs root" into a failure instead of an ignored trial.
 const REQUIRE_KERNEL: &str = "QUS_REQUIRE_KERNEL";
+/// What a `qemu` block needs: an interpreter of Debian's `qemu-user-static`.
+const QEMU_USER_STATIC: &str = "/usr/bin/qemu-aarch64-static";
 
 /// Runnable blocks are meant to be fast; this only stops a hung command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
@@ -131,6 +136,8 @@ fn file_trials(repo: &Path, name: &str, text: &str) -> Vec<Trial> {
 struct Marker {
     /// The block needs uid 0.
     root: bool,
+    /// The block needs Debian's `qemu-user-static`.
+    qemu: bool,
     /// The status the last command must exit with.
     exit: i32,
 }
@@ -253,11 +260,14 @@ fn directive(line: &str) -> Option<Directive> {
     }
     let mut marker = Marker {
         root: false,
+        qemu: false,
         exit: 0,
     };
     for word in words {
         if word == "root" {
             marker.root = true;
+        } else if word == "qemu" {
+            marker.qemu = true;
         } else if let Some(n) = word.strip_prefix("exit=") {
             match n.parse::<u8>() {
                 Ok(n) => marker.exit = i32::from(n),
@@ -269,7 +279,7 @@ fn directive(line: &str) -> Option<Directive> {
             }
         } else {
             return Some(Directive::Bad(format!(
-                "unknown word `{word}` in `<!-- {inner} -->`; expected `root` or `exit=N`"
+                "unknown word `{word}` in `<!-- {inner} -->`; expected `root`, `qemu` or `exit=N`"
             )));
         }
     }
@@ -400,6 +410,14 @@ fn env_is_one(name: &str) -> bool {
 fn run_block(repo: &Path, block: &Block) -> Result<Completion, Failed> {
     if block.needs_root() && !is_root() {
         let reason = "needs root (a `root` marker or a `# ` prompt)";
+        if env_is_one(REQUIRE_KERNEL) {
+            return Err(format!("{REQUIRE_KERNEL}=1 but this block {reason}").into());
+        }
+        return Ok(Completion::ignored_with(reason));
+    }
+    if block.marker.qemu && !Path::new(QEMU_USER_STATIC).is_file() {
+        let reason =
+            format!("needs Debian's qemu-user-static (a `qemu` marker; no `{QEMU_USER_STATIC}`)");
         if env_is_one(REQUIRE_KERNEL) {
             return Err(format!("{REQUIRE_KERNEL}=1 but this block {reason}").into());
         }
@@ -709,6 +727,7 @@ $ not marked
             line: 3,
             marker: Marker {
                 root: false,
+                qemu: false,
                 exit: 2,
             },
             commands: vec![
@@ -727,7 +746,12 @@ $ not marked
     )?;
     let root = parse("<!-- runnable root -->\n```console\n$ true\n```\n");
     match root.as_slice() {
-        [Item::Runnable(b)] if b.needs_root() && b.marker.exit == 0 => Ok(()),
+        [Item::Runnable(b)] if b.needs_root() && !b.marker.qemu && b.marker.exit == 0 => {}
+        other => return Err(format!("{other:?}")),
+    }
+    let qemu = parse("<!-- runnable qemu exit=1 -->\n```console\n$ false\n```\n");
+    match qemu.as_slice() {
+        [Item::Runnable(b)] if !b.needs_root() && b.marker.qemu && b.marker.exit == 1 => Ok(()),
         other => Err(format!("{other:?}")),
     }
 }

@@ -10,8 +10,10 @@
 //! 2. run directly through `/usr/bin/<interpreter>-static` (no binfmt_misc
 //!    needed), it prints `<uname>\n`, and `<uname>\n<argv0>\n` after
 //!    `--argv0`; the aarch64 probes print `<uname>\n<euid>\n` after
-//!    `--euid` (what setuid checks read). A missing interpreter fails the test unless
-//!    `QUS_ALLOW_MISSING_QEMU=1`, in which case that part is skipped, loudly;
+//!    `--euid` (what setuid checks read). Without Debian's `qemu-user-static`
+//!    (a fresh machine) that part is skipped, loudly; `QUS_REQUIRE_KERNEL=1`
+//!    (the CI gate) makes a missing interpreter a failure, as it does for the
+//!    registrar's kernel tests;
 //! 3. `bin/`, `src/` and the table agree, and every probe is under 4 KiB;
 //! 4. with `QEMU_VERSION=1` in its environment, QEMU prints its version
 //!    line and exits without running the probe: what `qus_harness::qemu`
@@ -37,8 +39,13 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 const BINPRM_BUF: usize = 128;
 /// Where Debian's `qemu-user-static` installs the interpreters.
 const QEMU_DIR: &str = "/usr/bin";
-/// Set to `1` to let part (2) skip probes whose interpreter is not installed.
-const ALLOW_MISSING_QEMU: &str = "QUS_ALLOW_MISSING_QEMU";
+/// Set to `1` to make a missing interpreter fail part (2) instead of skipping it.
+const REQUIRE: &str = "QUS_REQUIRE_KERNEL";
+
+/// Whether a missing interpreter is skipped (loudly) rather than a failure.
+fn allow_missing() -> bool {
+    std::env::var(REQUIRE).map_or(true, |v| v != "1")
+}
 
 /// One row of `probes.tsv`.
 #[derive(Debug)]
@@ -293,7 +300,7 @@ fn run_with(
 
 #[test]
 fn probes_print_their_uname_under_qemu() {
-    let allow_missing = std::env::var(ALLOW_MISSING_QEMU).is_ok_and(|v| v == "1");
+    let allow_missing = allow_missing();
     let dir = probes_dir();
     let mut failures = Vec::new();
     let mut missing = Vec::new();
@@ -348,12 +355,13 @@ fn probes_print_their_uname_under_qemu() {
         let list = missing.join("\n  ");
         assert!(
             allow_missing,
-            "no QEMU interpreter for {} probe(s) (install qemu-user-static, or set \
-             {ALLOW_MISSING_QEMU}=1 to skip them):\n  {list}",
+            "no QEMU interpreter for {} probe(s) and {REQUIRE}=1 (install \
+             qemu-user-static):\n  {list}",
             missing.len()
         );
         eprintln!(
-            "SKIPPED running {} probe(s): interpreter not installed and {ALLOW_MISSING_QEMU}=1:\n  {list}",
+            "SKIPPED running {} probe(s): interpreter not installed (install qemu-user-static; \
+             {REQUIRE}=1 makes this a failure):\n  {list}",
             missing.len()
         );
     }
@@ -362,16 +370,16 @@ fn probes_print_their_uname_under_qemu() {
 
 #[test]
 fn qemu_version_in_the_environment_prints_the_version_instead_of_running() {
-    let allow_missing = std::env::var(ALLOW_MISSING_QEMU).is_ok_and(|v| v == "1");
+    let allow_missing = allow_missing();
     let qemu = Path::new(QEMU_DIR).join("qemu-aarch64-static");
     if !qemu.is_file() {
         assert!(
             allow_missing,
-            "no {} (install qemu-user-static, or set {ALLOW_MISSING_QEMU}=1 to skip this)",
+            "no {} and {REQUIRE}=1 (install qemu-user-static)",
             qemu.display()
         );
         eprintln!(
-            "SKIPPED: {} not installed and {ALLOW_MISSING_QEMU}=1",
+            "SKIPPED: {} not installed (install qemu-user-static; {REQUIRE}=1 makes this a failure)",
             qemu.display()
         );
         return;

@@ -191,16 +191,29 @@ fn dry_run_of_everything_skips_the_host_family() {
 
 #[test]
 fn identical_entry_is_reported_as_already_registered() {
-    let m = fake_mount(&[("qemu-aarch64", AARCH64_F)]);
+    // `-p yes` opens the interpreter: one in a directory of the test's own,
+    // so that the test does not depend on this host's `/usr/bin`.
+    let q = tempfile::tempdir().unwrap();
+    let interpreter = q.path().join("qemu-aarch64-static");
+    fs::write(&interpreter, x86_64_elf(false, None)).unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(&interpreter, fs::Permissions::from_mode(0o755)).unwrap();
+    let entry = AARCH64_F.replace(
+        "/usr/bin/qemu-aarch64-static",
+        interpreter.to_str().unwrap(),
+    );
+    let m = fake_mount(&[("qemu-aarch64", &entry)]);
     qus(m.path())
-        .args(["--targets", "arm64", "-p", "yes", "--dry-run"])
+        .args(["--targets", "arm64", "-p", "yes", "--dry-run", "-Q"])
+        .arg(q.path())
         .assert()
         .success()
         .stdout(predicate::str::contains(
             "qemu-aarch64  (already registered)",
         ));
     qus(m.path())
-        .args(["--targets", "arm64", "-p", "yes"])
+        .args(["--targets", "arm64", "-p", "yes", "-Q"])
+        .arg(q.path())
         .assert()
         .success()
         .stdout(predicate::str::contains("unchanged   qemu-aarch64"));
