@@ -64,7 +64,15 @@ fn main() {
         || prerequisites().and_then(|context| podman_available().map(|()| context)),
         podman_builds_without_docker,
     ));
-    libtest_mimic::run(&args, trials).exit();
+    let conclusion = libtest_mimic::run(&args, trials);
+    // The trials' shared build context goes with them.
+    let _ = std::fs::remove_dir_all(context_dir());
+    conclusion.exit();
+}
+
+/// The build context the trials share, named by this process.
+fn context_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("qus-run-docker-{}", std::process::id()))
 }
 
 /// A trial that runs `body` when `prerequisites` are met, and is ignored
@@ -101,7 +109,7 @@ fn prerequisites() -> Result<&'static Path, String> {
                 }
                 Err(e) => return Err(format!("docker is unavailable: {e}")),
             }
-            let dir = std::env::temp_dir().join(format!("qus-run-docker-{}", std::process::id()));
+            let dir = context_dir();
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
             let tool = dir.join("tool");
             std::fs::write(&tool, tool::tool_binary()?).map_err(|e| e.to_string())?;
