@@ -62,13 +62,9 @@ _freshroot_key() {
     } | sha256sum | cut -c1-16
 }
 
-# _freshroot_binfmt: the kernel's binfmt_misc entries, as text.
-_freshroot_binfmt() {
-    local f
-    for f in /proc/sys/fs/binfmt_misc/*; do
-        case "$(basename "$f")" in register|status) ;; *) printf '%s\n' "$(basename "$f")"; cat "$f" ;; esac
-    done
-}
+# The kernel's binfmt_misc entries, as text: qus_binfmt_state.
+# shellcheck source=binfmt.sh
+source "$(dirname "${BASH_SOURCE[0]}")/binfmt.sh"
 
 # _freshroot_block README NAME: the commands (`# ` lines) of the fenced
 # block after `<!-- fresh-machine: NAME -->`, one per line.
@@ -144,7 +140,7 @@ fresh_machine_commands() {
 
     local before after
     before=$(mktemp) after=$(mktemp)
-    _freshroot_binfmt > "$before"
+    qus_binfmt_state > "$before"
     # New mount and pid namespaces; every mount below dies with them.
     # shellcheck disable=SC2016 # expanded by the inner bash
     unshare --mount --propagation private --pid --fork -- bash -c '
@@ -190,7 +186,7 @@ fresh_machine_commands() {
         [ "$status" -eq 0 ] || exit 11
     ' freshroot "$scratch" "$(rustc --print sysroot)" "$cache" "$key" "$out" "$minimum" "$main" "$tests" \
         3>"$out/fresh-main.log" 4>&1 5>"$out/fresh-tests.log" || status=$?
-    _freshroot_binfmt > "$after"
+    qus_binfmt_state > "$after"
     rm -rf "$scratch"
 
     echo "--- main command (tail of $out/fresh-main.log)"
